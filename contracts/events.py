@@ -1,0 +1,172 @@
+"""Event envelope, typed payloads and the heartbeat, as msgspec Structs (JSON on the wire).
+
+The envelope follows CloudEvents attribute names where they fit (id, source, type,
+time, subject-like ``system``). Every event also carries a ``summary`` — the one
+human-readable line (action / detail / result) that the activity log, SIEM export
+and ``aoc audit replay`` show — so a consumer renders any event type, including
+ones newer than itself, without knowing its payload.
+
+Payloads are versioned by ``schema_version``; event types are past-tense names.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, ClassVar
+
+import msgspec
+
+SCHEMA_VERSION = 1
+
+Text = Annotated[str, msgspec.Meta(max_length=4096)]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Summary(msgspec.Struct, frozen=True, kw_only=True):
+    action: str
+    detail: str = ""
+    # success | failed | rejected | noop | duplicate | auto_resolved | rule_generated | ...
+    result: str = "success"
+
+
+class Envelope(msgspec.Struct, kw_only=True):
+    id: str
+    source: str  # the producing service: an engine slug, "gateway", "cli"
+    type: str  # past-tense type name, e.g. "lifecycle_changed"
+    system: str  # the system the event is about; the <system> token of the subject
+    time: datetime
+    summary: Summary
+    actor: str = "system"
+    correlation_id: str = ""
+    schema_version: int = SCHEMA_VERSION
+    data: msgspec.Raw = msgspec.Raw(b"{}")
+
+    def payload(self) -> Any:
+        """The typed payload, or a plain dict for an event type this code does not know."""
+        kind = PAYLOAD_TYPES.get(self.type)
+        if kind is None:
+            return msgspec.json.decode(self.data)
+        return msgspec.json.decode(self.data, type=kind)
+
+
+class LifecycleChanged(msgspec.Struct, kw_only=True):
+    TYPE: ClassVar[str] = "lifecycle_changed"
+    state: str  # stopped | starting | running | stopping
+    previous: str
+    desired: str  # running | stopped: what the engine will come back as after a crash
+    reason: str = ""
+    command_id: str | None = None
+
+
+class CycleCompleted(msgspec.Struct, kw_only=True):
+    TYPE: ClassVar[str] = "cycle_completed"
+    loop: str
+    run_id: str
+    ok: bool
+    result: str
+    detail: str
+    duration_ms: float
+    manual: bool = False  # a trigger, not the schedule
+    output: dict[str, Any] = {}
+    # cumulative counters after this cycle, so a restarted engine resumes them
+    total_runs: int = 0
+    error_count: int = 0
+    last_run: datetime | None = None
+
+
+class CommandHandled(msgspec.Struct, kw_only=True):
+    """The audit record of one control command, accepted or not."""
+
+    TYPE: ClassVar[str] = "command_handled"
+    command_id: str
+    verb: str
+    target: str
+    origin: str  # nats | http | cli | all (broadcast subject)
+    outcome: str  # accepted | noop | duplicate | rejected | failed
+    message: str
+    reason: str = ""
+    subject: str = ""
+
+
+class ActivityRecorded(msgspec.Struct, kw_only=True):
+    """Free-form engine activity that is not a cycle (e.g. 'model published')."""
+
+    TYPE: ClassVar[str] = "activity_recorded"
+    details: dict[str, Any] = {}
+
+
+PAYLOAD_TYPES: dict[str, type[msgspec.Struct]] = {
+    cls.TYPE: cls for cls in (LifecycleChanged, CycleCompleted, CommandHandled, ActivityRecorded)
+}
+
+
+def new_event(
+    *,
+    system: str,
+    payload: msgspec.Struct,
+    summary: Summary,
+    source: str | None = None,
+    actor: str = "system",
+    correlation_id: str = "",
+    event_id: str | None = None,
+) -> Envelope:
+    return Envelope(
+        id=event_id or new_id(),
+        source=source or system,
+        type=payload.TYPE,  # type: ignore[attr-defined]
+        system=system,
+        time=utcnow(),
+        summary=summary,
+        actor=actor,
+        correlation_id=correlation_id,
+        data=msgspec.Raw(msgspec.json.encode(payload)),
+    )
+
+
+# --- liveness -------------------------------------------------------------------------
+
+
+class ProcessMetrics(msgspec.Struct, kw_only=True):
+    pid: int
+    rss_mb: float
+    memory_percent: float
+    cpu_percent: float
+    threads: int
+    uptime_seconds: float
+
+
+class StatusSnapshot(msgspec.Struct, kw_only=True):
+    """What an engine says about itself: the spec's per-system status fields."""
+
+    state: str
+    desired: str
+    running: bool
+    last_run: datetime | None
+    error_count: int
+    success_rate: float
+    total_runs: int
+    extras: dict[str, Any] = {}
+
+
+class Heartbeat(msgspec.Struct, kw_only=True):
+    system: str
+    boot_id: str  # one per engine process; with seq it orders snapshots across restarts
+    seq: int
+    time: datetime
+    status: StatusSnapshot
+    process: ProcessMetrics
+    interval_s: float
+    schema_version: int = SCHEMA_VERSION
+
+
+encode = msgspec.json.encode
+envelope_decoder = msgspec.json.Decoder(Envelope)
+heartbeat_decoder = msgspec.json.Decoder(Heartbeat)

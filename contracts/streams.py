@@ -1,0 +1,95 @@
+"""Stream and KV definitions and their idempotent ``ensure``. Every service that needs
+one calls ``ensure_all`` at start with the same definitions, so there is exactly one
+config no matter who creates it first."""
+
+from __future__ import annotations
+
+import asyncio
+
+from nats.js import JetStreamContext
+from nats.js.api import DiscardPolicy, KeyValueConfig, StorageType, StreamConfig
+from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError
+from nats.js.kv import KeyValue
+
+from contracts import subjects
+from contracts.settings import Settings
+
+DAY = 86_400.0
+
+
+def events_stream(settings: Settings) -> StreamConfig:
+    return StreamConfig(
+        name=subjects.EVENTS_STREAM,
+        description="AOC events: lifecycle, activity, command audit (the source of truth)",
+        subjects=[subjects.EVENTS_SUBJECTS],
+        storage=StorageType.FILE,
+        max_age=settings.retention_days * DAY,
+        max_bytes=settings.stream_max_bytes,
+        discard=DiscardPolicy.OLD,
+        duplicate_window=settings.duplicate_window_s,
+        allow_direct=True,
+        deny_purge=True,
+    )
+
+
+def heartbeats_stream(settings: Settings) -> StreamConfig:
+    # Only the latest heartbeat per engine matters: a restarted gateway reads one per
+    # subject and knows every engine's last snapshot and when it was sent.
+    return StreamConfig(
+        name=subjects.HEARTBEATS_STREAM,
+        description="AOC engine heartbeats, last one per engine",
+        subjects=[subjects.HEARTBEATS_SUBJECTS],
+        storage=StorageType.FILE,
+        max_msgs_per_subject=1,
+        max_age=DAY,
+        discard=DiscardPolicy.OLD,
+        allow_direct=True,
+    )
+
+
+def desired_state_bucket() -> KeyValueConfig:
+    return KeyValueConfig(
+        bucket=subjects.DESIRED_STATE_BUCKET,
+        description="What each engine should be after a restart: running | stopped",
+        history=10,
+        storage=StorageType.FILE,
+    )
+
+
+def command_ids_bucket(settings: Settings) -> KeyValueConfig:
+    return KeyValueConfig(
+        bucket=subjects.COMMAND_IDS_BUCKET,
+        description="Command ids already handled, per engine (dedup)",
+        history=1,
+        ttl=settings.duplicate_window_s,
+        storage=StorageType.FILE,
+    )
+
+
+async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
+    try:
+        await js.add_stream(config)
+    except BadRequestError:
+        # exists with another config (e.g. retention changed): converge on ours
+        await js.update_stream(config)
+
+
+async def ensure_bucket(js: JetStreamContext, config: KeyValueConfig) -> KeyValue:
+    try:
+        return await js.key_value(config.bucket)
+    except (BucketNotFoundError, NotFoundError):
+        try:
+            return await js.create_key_value(config)
+        except BadRequestError:
+            # created concurrently by another service
+            return await js.key_value(config.bucket)
+
+
+async def ensure_all(js: JetStreamContext, settings: Settings) -> dict[str, KeyValue]:
+    await asyncio.gather(
+        ensure_stream(js, events_stream(settings)), ensure_stream(js, heartbeats_stream(settings))
+    )
+    desired, commands = await asyncio.gather(
+        ensure_bucket(js, desired_state_bucket()), ensure_bucket(js, command_ids_bucket(settings))
+    )
+    return {"desired": desired, "commands": commands}

@@ -1,0 +1,45 @@
+"""Subject names. Control stays on core NATS (never inside a stream, see
+NATS-NOTES.md); events and heartbeats are captured by their streams."""
+
+from __future__ import annotations
+
+CTL_PREFIX = "aoc.ctl"
+EVT_PREFIX = "aoc.evt"
+HB_PREFIX = "aoc.hb"
+
+EVENTS_STREAM = "AOC_EVENTS"
+EVENTS_SUBJECTS = f"{EVT_PREFIX}.>"
+HEARTBEATS_STREAM = "AOC_HEARTBEATS"
+HEARTBEATS_SUBJECTS = f"{HB_PREFIX}.>"
+
+DESIRED_STATE_BUCKET = "aoc_desired_state"
+COMMAND_IDS_BUCKET = "aoc_command_ids"
+
+# Asked by the integrity engine and heal-check; answered by the gateway.
+GATEWAY_HEALTH = "aoc.gateway.health"
+
+
+def ctl(system: str, verb: str) -> str:
+    """aoc.ctl.<system>.<verb>; system may be ``all``."""
+    return f"{CTL_PREFIX}.{system}.{verb}"
+
+
+def ctl_wildcard(system: str) -> str:
+    return f"{CTL_PREFIX}.{system}.*"
+
+
+def evt(system: str, event_type: str) -> str:
+    """aoc.evt.<system>.<type>"""
+    return f"{EVT_PREFIX}.{system}.{event_type}"
+
+
+def hb(system: str) -> str:
+    return f"{HB_PREFIX}.{system}"
+
+
+def parse_ctl(subject: str) -> tuple[str, str] | None:
+    """'aoc.ctl.soc-cycle.stop' -> ('soc-cycle', 'stop'); None when it is not a control subject."""
+    parts = subject.split(".")
+    if len(parts) != 4 or parts[0] != "aoc" or parts[1] != "ctl":
+        return None
+    return parts[2], parts[3]

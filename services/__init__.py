@@ -1,0 +1,1 @@
+"""AOC's services: the seven engines, the shared runtime, and the launcher/CLI."""

@@ -1,0 +1,1 @@
+"""Threat Advisory Engine (`advisory-refresh`)."""

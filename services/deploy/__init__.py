@@ -1,0 +1,1 @@
+"""Auto-Deploy Pipeline (`deploy`)."""

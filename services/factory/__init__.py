@@ -1,0 +1,1 @@
+"""Frontend Factory Engine (`frontend-factory`)."""

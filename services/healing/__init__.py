@@ -1,0 +1,1 @@
+"""Self-Healing Engine (`heal-check`)."""

@@ -1,0 +1,1 @@
+"""Platform Integrity Monitor (`integrity-scan`)."""

@@ -1,0 +1,1 @@
+"""The `aoc` command: embedded launcher (`aoc up`), control CLI, and audit replay."""

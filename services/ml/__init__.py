@@ -1,0 +1,1 @@
+"""ML Training Pipeline (`ml-retrain`)."""

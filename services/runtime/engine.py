@@ -1,0 +1,96 @@
+"""What an engine is, apart from I/O: its loops, its cycle outcomes, its status extras.
+
+An engine subclass reads like the story of that engine only. ``EngineHost``
+(host.py) runs it on the bus: lifecycle, control, heartbeats, events, counters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from contracts.settings import Settings
+from contracts.systems import SYSTEMS, SystemInfo
+
+if TYPE_CHECKING:
+    from services.runtime.host import EngineHost
+
+
+@dataclass
+class CycleOutcome:
+    """What one cycle did. ``result`` is the activity-log result (success, failed,
+    auto_resolved, rule_generated, ...); ``ok`` decides the error counter."""
+
+    ok: bool = True
+    result: str = "success"
+    detail: str = ""
+    action: str | None = None  # defaults to "<loop>_cycle"
+    output: dict[str, Any] = field(default_factory=dict)
+    # a quiet outcome (nothing to do) is counted but not written to the event log,
+    # so a 10 s queue check does not flood the activity feed
+    quiet: bool = False
+
+
+@dataclass
+class Loop:
+    name: str
+    interval: float  # seconds between the end of one cycle and the start of the next
+    cycle: Callable[[], Awaitable[CycleOutcome]]
+    primary: bool = False  # the loop `trigger` runs by default
+
+
+class Engine:
+    """Base class of the seven engines. Subclasses set ``slug`` and define ``loops``."""
+
+    slug: ClassVar[str]
+    # True while the domain cycle is a placeholder for its own issue; shown in detail
+    minimal_work: ClassVar[str | None] = None
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.host: EngineHost | None = None
+
+    @property
+    def info(self) -> SystemInfo:
+        return SYSTEMS[self.slug]
+
+    def interval(self, loop: str, default: float) -> float:
+        return self.settings.interval(self.slug, loop, default)
+
+    # --- what subclasses define ---------------------------------------------------------
+
+    def loops(self) -> list[Loop]:
+        raise NotImplementedError
+
+    def status_extras(self) -> dict[str, Any]:
+        """The engine's extras in its status (DESIGN.md §3)."""
+        return {}
+
+    def detail_extras(self) -> dict[str, Any]:
+        """Deep fields for the detail view (recent_decisions, performance_log, ...)."""
+        return {}
+
+    def error_count(self, cycle_errors: int) -> int:
+        """The error count the dashboard shows; SOC overrides it with escalations."""
+        return cycle_errors
+
+    async def setup(self) -> None:
+        """Once per process, before the first start: rebuild domain state, open inputs."""
+
+    async def teardown(self) -> None:
+        """Once per process, at exit."""
+
+    async def on_start(self) -> None:
+        """Each time the engine enters running."""
+
+    async def on_stop(self) -> None:
+        """Each time the engine leaves running."""
+
+    async def trigger(self, args: dict[str, Any]) -> CycleOutcome:
+        """One cycle now. The default runs the primary loop's cycle."""
+        return await self.primary_loop().cycle()
+
+    def primary_loop(self) -> Loop:
+        loops = self.loops()
+        return next((loop for loop in loops if loop.primary), loops[0])

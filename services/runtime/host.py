@@ -1,0 +1,646 @@
+"""EngineHost: runs one Engine on the bus.
+
+- lifecycle (stopped / starting / running / stopping) with the desired state kept in
+  KV, so an engine an operator stopped comes back stopped after a crash;
+- N concurrent loops, each on its own interval;
+- control request/reply on aoc.ctl.<slug>.* and aoc.ctl.all.*, registered as a NATS
+  micro service (``$SRV`` discovery, ping, stats);
+- command ids de-duplicated in KV, every mutating or rejected command audited;
+- heartbeats with the status snapshot and process metrics;
+- counters (total runs, errors, success rate, last run) resumed from the engine's
+  own last cycle event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import OrderedDict
+from datetime import datetime
+from typing import Any
+
+import msgspec
+import structlog
+from nats.aio.client import Client
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
+from nats.micro import add_service
+from nats.micro.request import Request
+from nats.micro.service import EndpointStats, Service
+
+from contracts import subjects
+from contracts.commands import (
+    VERBS,
+    Command,
+    CommandError,
+    CommandReply,
+    decode_command,
+)
+from contracts.events import (
+    CommandHandled,
+    CycleCompleted,
+    Envelope,
+    Heartbeat,
+    LifecycleChanged,
+    StatusSnapshot,
+    Summary,
+    encode,
+    envelope_decoder,
+    new_event,
+    new_id,
+    utcnow,
+)
+from contracts.settings import Settings
+from contracts.streams import ensure_all
+from services.runtime.bus import EventPublisher, connect
+from services.runtime.engine import CycleOutcome, Engine, Loop
+from services.runtime.lifecycle import Lifecycle, State
+from services.runtime.process import process_metrics
+
+log = structlog.get_logger()
+
+ANONYMOUS_NATS = "nats:anonymous"
+VERSION = "0.1.0"
+
+
+class Counters(msgspec.Struct):
+    total_runs: int = 0
+    errors: int = 0
+    last_run: datetime | None = None
+
+    @property
+    def success_rate(self) -> float:
+        if self.total_runs == 0:
+            return 100.0
+        return round((self.total_runs - self.errors) / self.total_runs * 100, 2)
+
+
+class EngineHost:
+    def __init__(self, engine: Engine, settings: Settings, *, nc: Client | None = None) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.slug = engine.slug
+        self.nc: Client | None = nc
+        self._owns_nc = nc is None
+        self.lifecycle = Lifecycle()
+        self.desired = State.RUNNING
+        self.counters = Counters()
+        self.boot_id = new_id()
+        self._beat_seq = 0
+        self._loops: list[Loop] = []
+        self._loop_tasks: dict[str, asyncio.Task[None]] = {}
+        self._cycle_locks: dict[str, asyncio.Lock] = {}
+        self._loop_last_run: dict[str, datetime] = {}
+        self._transition = asyncio.Lock()
+        self._replies: OrderedDict[str, CommandReply] = OrderedDict()
+        self._background: set[asyncio.Task[Any]] = set()
+        self._heartbeat_task: asyncio.Task[None] | None = None
+        self._beat_wakeup = asyncio.Event()
+        self._service: Service | None = None
+        self.log = log.bind(system=self.slug)
+        engine.host = self
+
+    # --- process lifetime -----------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self.nc is None:
+            self.nc = await connect(self.settings, name=f"aoc-{self.slug}")
+        self.js = self.nc.jetstream()
+        buckets = await ensure_all(self.js, self.settings)
+        self._desired_kv = buckets["desired"]
+        self._commands_kv = buckets["commands"]
+        self.publisher = EventPublisher(self.js, deadline=self.settings.publish_deadline)
+        await self._resume_counters()
+        self._loops = self.engine.loops()
+        self._cycle_locks = {loop.name: asyncio.Lock() for loop in self._loops}
+        await self.engine.setup()
+        await self._register_service()
+        self._heartbeat_task = asyncio.create_task(self._heartbeat_loop(), name=f"{self.slug}-heartbeat")
+
+        self.desired = await self._read_desired()
+        if self.desired == State.RUNNING:
+            await self._go(State.RUNNING, reason="process started", actor=self.slug)
+        else:
+            # say so, so the dashboard shows an acknowledged stop rather than nothing
+            await self._publish_lifecycle(State.STOPPED, State.STOPPED, "restored desired state: stopped")
+            await self.send_heartbeat()
+        self.log.info("engine.opened", state=self.lifecycle.state, desired=self.desired)
+
+    async def close(self) -> None:
+        """Process shutdown: stop the loops but leave the desired state as it is."""
+        with contextlib.suppress(Exception):
+            await self._go(State.STOPPED, reason="process shutting down", actor=self.slug, persist=False)
+        if self._heartbeat_task:
+            self._heartbeat_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat_task
+        for task in list(self._background):
+            task.cancel()
+        with contextlib.suppress(Exception):
+            await self.engine.teardown()
+        if self._service:
+            with contextlib.suppress(Exception):
+                await self._service.stop()
+        if self._owns_nc and self.nc is not None:
+            with contextlib.suppress(Exception):
+                await self.nc.drain()
+
+    async def _resume_counters(self) -> None:
+        try:
+            raw = await self.js.get_last_msg(
+                subjects.EVENTS_STREAM, subjects.evt(self.slug, CycleCompleted.TYPE)
+            )
+        except NotFoundError:
+            return
+        last = envelope_decoder.decode(raw.data).payload()
+        self.counters = Counters(last.total_runs, last.error_count, last.last_run)
+
+    async def _read_desired(self) -> State:
+        try:
+            entry = await self._desired_kv.get(self.slug)
+        except KeyNotFoundError:
+            return State.RUNNING if self.settings.autostart else State.STOPPED
+        value = msgspec.json.decode(entry.value or b"{}")
+        return State(value.get("desired", State.RUNNING))
+
+    async def _write_desired(self, desired: State, actor: str, reason: str, command_id: str | None) -> None:
+        self.desired = desired
+        record = {"desired": desired, "actor": actor, "reason": reason, "command_id": command_id}
+        record["time"] = utcnow().isoformat()
+        await self._desired_kv.put(self.slug, msgspec.json.encode(record))
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def _go(
+        self,
+        target: State,
+        *,
+        reason: str,
+        actor: str,
+        command_id: str | None = None,
+        correlation_id: str = "",
+        persist: bool = True,
+    ) -> bool:
+        """Bring the engine to a settled state. Returns False when it already was there."""
+        async with self._transition:
+            if persist and self.desired != target:
+                await self._write_desired(target, actor, reason, command_id)
+            steps = Lifecycle.plan(self.lifecycle.state, target)
+            for step in steps:
+                if step == State.STOPPING:
+                    await self._stop_loops()
+                    await self.engine.on_stop()
+                previous = self.lifecycle.move(step)
+                if step == State.RUNNING:
+                    await self.engine.on_start()
+                    self._start_loops()
+                await self._publish_lifecycle(step, previous, reason, actor, command_id, correlation_id)
+            if steps:
+                await self.send_heartbeat()
+            return bool(steps)
+
+    def _start_loops(self) -> None:
+        for loop in self._loops:
+            self._loop_tasks[loop.name] = asyncio.create_task(
+                self._run_loop(loop), name=f"{self.slug}-{loop.name}"
+            )
+
+    async def _stop_loops(self) -> None:
+        tasks = list(self._loop_tasks.values())
+        # a loop asleep between cycles stops at once; one mid-cycle gets stop_grace
+        busy = [task for name, task in self._loop_tasks.items() if self._cycle_locks[name].locked()]
+        self._loop_tasks.clear()
+        for task in tasks:
+            if task not in busy:
+                task.cancel()
+        if busy:
+            await asyncio.wait(busy, timeout=self.settings.stop_grace)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _run_loop(self, loop: Loop) -> None:
+        while True:
+            try:
+                await self.run_cycle(loop)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the cycle itself never raises; this is publishing failing
+                self.log.exception("loop.cycle_not_recorded", loop=loop.name)
+            await asyncio.sleep(loop.interval)
+
+    async def run_cycle(
+        self,
+        loop: Loop,
+        *,
+        run: Any = None,
+        run_id: str | None = None,
+        actor: str | None = None,
+        correlation_id: str = "",
+    ) -> CycleOutcome:
+        """Run one cycle (``run`` overrides the loop's cycle, for triggers), count it, record it."""
+        run_id = run_id or new_id()
+        async with self._cycle_locks[loop.name]:
+            started = time.perf_counter()
+            try:
+                outcome = await (run or loop.cycle)()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.log.exception("cycle.failed", loop=loop.name)
+                outcome = CycleOutcome(ok=False, result="failed", detail=f"{type(exc).__name__}: {exc}")
+            duration_ms = round((time.perf_counter() - started) * 1000, 2)
+            now = utcnow()
+            self.counters.total_runs += 1
+            self.counters.errors += 0 if outcome.ok else 1
+            self.counters.last_run = now
+            self._loop_last_run[loop.name] = now
+            if outcome.quiet and outcome.ok and actor is None:
+                return outcome
+            payload = CycleCompleted(
+                loop=loop.name,
+                run_id=run_id,
+                ok=outcome.ok,
+                result=outcome.result,
+                detail=outcome.detail,
+                duration_ms=duration_ms,
+                manual=actor is not None,
+                output=outcome.output,
+                total_runs=self.counters.total_runs,
+                error_count=self.counters.errors,
+                last_run=now,
+            )
+            summary = Summary(
+                action=outcome.action or f"{loop.name}_cycle", detail=outcome.detail, result=outcome.result
+            )
+            await self.publish(payload, summary, actor=actor or self.slug, correlation_id=correlation_id)
+        self._beat_soon()
+        return outcome
+
+    # --- events and heartbeats ----------------------------------------------------------
+
+    async def publish(
+        self, payload: msgspec.Struct, summary: Summary, *, actor: str | None = None, correlation_id: str = ""
+    ) -> Envelope:
+        event = new_event(
+            system=self.slug,
+            payload=payload,
+            summary=summary,
+            actor=actor or self.slug,
+            correlation_id=correlation_id,
+        )
+        await self.publisher.publish(event)
+        return event
+
+    async def _publish_lifecycle(
+        self,
+        state: State,
+        previous: State,
+        reason: str,
+        actor: str | None = None,
+        command_id: str | None = None,
+        correlation_id: str = "",
+    ) -> None:
+        detail = f"{self.engine.info.label} {state}"
+        if reason:
+            detail += f" — {reason}"
+        await self.publish(
+            LifecycleChanged(
+                state=state, previous=previous, desired=self.desired, reason=reason, command_id=command_id
+            ),
+            Summary(action=f"engine_{state}", detail=detail, result="success"),
+            actor=actor,
+            correlation_id=correlation_id,
+        )
+
+    def snapshot(self) -> StatusSnapshot:
+        state = self.lifecycle.state
+        return StatusSnapshot(
+            state=state,
+            desired=self.desired,
+            running=state == State.RUNNING,
+            last_run=self.counters.last_run,
+            error_count=self.engine.error_count(self.counters.errors),
+            success_rate=self.counters.success_rate,
+            total_runs=self.counters.total_runs,
+            extras=self.engine.status_extras(),
+        )
+
+    async def send_heartbeat(self) -> None:
+        self._beat_seq += 1
+        beat = Heartbeat(
+            system=self.slug,
+            boot_id=self.boot_id,
+            seq=self._beat_seq,
+            time=utcnow(),
+            status=self.snapshot(),
+            process=process_metrics(),
+            interval_s=self.settings.heartbeat_interval,
+        )
+        await self.publisher.heartbeat(beat)
+
+    def _beat_soon(self) -> None:
+        self._beat_wakeup.set()
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._beat_wakeup.wait(), self.settings.heartbeat_interval)
+            self._beat_wakeup.clear()
+            try:
+                await self.send_heartbeat()
+            except Exception:
+                self.log.exception("heartbeat.failed")
+
+    # --- control --------------------------------------------------------------------------
+
+    async def _register_service(self) -> None:
+        assert self.nc is not None
+        self._service = await add_service(
+            self.nc,
+            name=f"aoc-{self.slug}",
+            version=VERSION,
+            description=self.engine.info.label,
+            metadata={"system": self.slug, "schedule": self.engine.info.schedule},
+            # one queue group per engine: scaled-out instances of one engine share
+            # a command, while every engine still receives aoc.ctl.all.*
+            queue_group=f"aoc-{self.slug}",
+            stats_handler=self._endpoint_stats,
+        )
+        await self._service.add_endpoint(
+            name="control", subject=subjects.ctl_wildcard(self.slug), handler=self._on_request
+        )
+        await self._service.add_endpoint(
+            name="broadcast", subject=subjects.ctl_wildcard("all"), handler=self._on_request
+        )
+
+    def _endpoint_stats(self, _endpoint: EndpointStats) -> dict[str, Any]:
+        # natscli wants `data` to be an object (NATS-NOTES.md)
+        return {"state": str(self.lifecycle.state), "desired": str(self.desired)}
+
+    async def _on_request(self, request: Request) -> None:
+        if request.subject.endswith(".trigger"):
+            # a trigger may work up to the reply budget: never hold up a stop behind it
+            task = asyncio.create_task(self._serve(request))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+        else:
+            await self._serve(request)
+
+    async def _serve(self, request: Request) -> None:
+        reply = await self.handle(request.subject, request.data, request.headers or {})
+        await self._respond(request, reply)
+
+    async def _respond(self, request: Request, reply: CommandReply) -> None:
+        try:
+            if reply.ok:
+                await request.respond(encode(reply))
+            else:
+                await request.respond_error(reply.error or "error", reply.message, data=encode(reply))
+        except ValueError:
+            pass  # `nats pub` sends no reply subject: the audit event is the answer
+
+    async def handle(self, subject: str, body: bytes, headers: dict[str, str]) -> CommandReply:
+        """Handle one control message and return the reply (also audited when it
+        changes or is refused)."""
+        verb = subject.rsplit(".", 1)[-1]
+        origin = "all" if subject.startswith(subjects.ctl("all", "")) else "nats"
+        origin = headers.get("Aoc-Origin", origin)
+        try:
+            command = decode_command(body)
+        except CommandError as exc:
+            return await self._reject(verb, subject, "invalid_command", str(exc), Command(), origin)
+        if verb not in VERBS:
+            message = f"unknown verb {verb!r}; expected one of {', '.join(VERBS)}"
+            return await self._reject(verb, subject, "unknown_verb", message, command, origin)
+
+        if verb == "status":
+            return self._reply(verb, command, "status", result=msgspec.to_builtins(self.snapshot()))
+        if verb == "detail":
+            return self._reply(verb, command, "detail", result=self.detail())
+
+        command_id = command.command_id or new_id()
+        actor = command.actor or headers.get("Aoc-Actor") or ANONYMOUS_NATS
+        correlation_id = command.correlation_id or headers.get("X-Correlation-ID") or command_id
+        ctx = _Context(verb, subject, origin, command_id, actor, correlation_id, command.reason)
+
+        if command.command_id:
+            seen = await self._seen_before(command.command_id)
+            if seen is not None:
+                await self._audit(ctx, "duplicate", seen.message)
+                return seen
+
+        try:
+            if verb == "trigger":
+                reply = await self._trigger(ctx, command.args)
+            else:
+                reply = await self._change_state(ctx)
+        except Exception as exc:
+            self.log.exception("command.failed", verb=verb)
+            reply = self._reply(verb, command, f"{verb} failed: {exc}", ok=False, error="internal")
+            reply.command_id = command_id
+        self._remember(command_id, reply)
+        outcome = "accepted" if reply.ok and reply.changed else ("noop" if reply.ok else "failed")
+        await self._audit(ctx, outcome, reply.message)
+        return reply
+
+    async def _change_state(self, ctx: _Context) -> CommandReply:
+        label = self.engine.info.label
+        kwargs = {
+            "reason": ctx.reason or f"{ctx.verb} by {ctx.actor}",
+            "actor": ctx.actor,
+            "command_id": ctx.command_id,
+            "correlation_id": ctx.correlation_id,
+        }
+        if ctx.verb == "stop":
+            changed = await self._go(State.STOPPED, **kwargs)
+            message = f"{label} stopped" if changed else f"{label} was already stopped"
+        elif ctx.verb == "start":
+            changed = await self._go(State.RUNNING, **kwargs)
+            message = f"{label} started" if changed else f"{label} was already running"
+        else:  # restart: persist "running" once, so a crash mid-restart comes back running
+            await self._write_desired(State.RUNNING, ctx.actor, kwargs["reason"], ctx.command_id)
+            await self._go(State.STOPPED, **kwargs, persist=False)
+            await self._go(State.RUNNING, **kwargs)
+            changed, message = True, f"{label} restarted"
+        return CommandReply(
+            ok=True,
+            system=self.slug,
+            verb=ctx.verb,
+            message=message,
+            command_id=ctx.command_id,
+            state=self.lifecycle.state,
+            desired=self.desired,
+            changed=changed,
+        )
+
+    async def _trigger(self, ctx: _Context, args: dict[str, Any]) -> CommandReply:
+        if self.lifecycle.state != State.RUNNING:
+            reply = CommandReply(
+                ok=False,
+                system=self.slug,
+                verb="trigger",
+                message=f"{self.engine.info.label} is {self.lifecycle.state}; start it before triggering",
+                command_id=ctx.command_id,
+                state=self.lifecycle.state,
+                desired=self.desired,
+                status="rejected",
+                error="not_running",
+            )
+            return reply
+        run_id = new_id()
+        loop = self.engine.primary_loop()
+        loop = next((known for known in self._loops if known.name == loop.name), loop)
+        task = asyncio.create_task(
+            self.run_cycle(
+                loop,
+                run=lambda: self.engine.trigger(args),
+                run_id=run_id,
+                actor=ctx.actor,
+                correlation_id=ctx.correlation_id,
+            )
+        )
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        done, _ = await asyncio.wait({task}, timeout=self.settings.reply_budget)
+        if done:
+            outcome = task.result()
+            return CommandReply(
+                ok=True,
+                system=self.slug,
+                verb="trigger",
+                message=outcome.detail or f"{self.engine.info.label} cycle completed",
+                command_id=ctx.command_id,
+                state=self.lifecycle.state,
+                desired=self.desired,
+                changed=True,
+                run_id=run_id,
+                result={"ok": outcome.ok, "result": outcome.result, **outcome.output},
+            )
+        return CommandReply(
+            ok=True,
+            system=self.slug,
+            verb="trigger",
+            message=f"{self.engine.info.label} cycle started; its result arrives as a cycle_completed event",
+            command_id=ctx.command_id,
+            state=self.lifecycle.state,
+            desired=self.desired,
+            changed=True,
+            status="started",
+            run_id=run_id,
+        )
+
+    def detail(self) -> dict[str, Any]:
+        loops = [
+            {
+                "name": loop.name,
+                "interval_seconds": loop.interval,
+                "primary": loop.primary,
+                "last_run": self._loop_last_run.get(loop.name),
+                "active": loop.name in self._loop_tasks,
+            }
+            for loop in self._loops
+        ]
+        detail = {
+            "name": self.slug,
+            "label": self.engine.info.label,
+            "schedule": self.engine.info.schedule,
+            **msgspec.to_builtins(self.snapshot()),
+            **self.engine.detail_extras(),
+            "loops": msgspec.to_builtins(loops),
+            "process": msgspec.to_builtins(process_metrics()),
+            "boot_id": self.boot_id,
+        }
+        if self.engine.minimal_work:
+            detail["work"] = self.engine.minimal_work
+        return msgspec.to_builtins(detail)
+
+    async def _seen_before(self, command_id: str) -> CommandReply | None:
+        cached = self._replies.get(command_id)
+        if cached is not None:
+            return msgspec.structs.replace(cached, duplicate=True, changed=False)
+        try:
+            await self._commands_kv.create(f"{self.slug}.{command_id}", b"1")
+        except KeyWrongLastSequenceError:
+            return CommandReply(
+                ok=True,
+                system=self.slug,
+                verb="",
+                message=f"command {command_id} was already handled",
+                command_id=command_id,
+                state=self.lifecycle.state,
+                desired=self.desired,
+                duplicate=True,
+            )
+        return None
+
+    def _remember(self, command_id: str, reply: CommandReply) -> None:
+        self._replies[command_id] = reply
+        while len(self._replies) > 1000:
+            self._replies.popitem(last=False)
+
+    def _reply(
+        self,
+        verb: str,
+        command: Command,
+        message: str,
+        *,
+        ok: bool = True,
+        error: str | None = None,
+        result: dict[str, Any] | None = None,
+    ) -> CommandReply:
+        return CommandReply(
+            ok=ok,
+            system=self.slug,
+            verb=verb,
+            message=message,
+            command_id=command.command_id or "",
+            state=self.lifecycle.state,
+            desired=self.desired,
+            status="done" if ok else "rejected",
+            error=error,
+            result=result,
+        )
+
+    async def _reject(
+        self, verb: str, subject: str, error: str, message: str, command: Command, origin: str
+    ) -> CommandReply:
+        actor = command.actor or ANONYMOUS_NATS
+        command_id = command.command_id or new_id()
+        ctx = _Context(verb, subject, origin, command_id, actor, command.correlation_id or "", command.reason)
+        self.log.warning("command.rejected", subject=subject, error=error, message=message)
+        await self._audit(ctx, "rejected", message)
+        reply = self._reply(verb, command, message, ok=False, error=error)
+        reply.command_id = command_id
+        return reply
+
+    async def _audit(self, ctx: _Context, outcome: str, message: str) -> None:
+        payload = CommandHandled(
+            command_id=ctx.command_id,
+            verb=ctx.verb,
+            target=self.slug,
+            origin=ctx.origin,
+            outcome=outcome,
+            message=message,
+            reason=ctx.reason,
+            subject=ctx.subject,
+        )
+        detail = f"{ctx.verb} from {ctx.origin}: {message}"
+        if ctx.reason:
+            detail += f" (reason: {ctx.reason})"
+        await self.publish(
+            payload,
+            Summary(action=f"command_{ctx.verb}"[:64], detail=detail, result=outcome),
+            actor=ctx.actor,
+            correlation_id=ctx.correlation_id,
+        )
+
+
+class _Context(msgspec.Struct):
+    verb: str
+    subject: str
+    origin: str
+    command_id: str
+    actor: str
+    correlation_id: str
+    reason: str

@@ -1,0 +1,1 @@
+"""Autonomous SOC Engine (`soc-cycle`)."""
