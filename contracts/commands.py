@@ -28,7 +28,7 @@ class Command(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     args: dict[str, Any] = {}
 
 
-class CommandReply(msgspec.Struct, kw_only=True, omit_defaults=True):
+class CommandReply(msgspec.Struct, kw_only=True):
     ok: bool
     system: str
     verb: str

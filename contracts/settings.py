@@ -11,7 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="AOC_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="AOC_", extra="ignore", populate_by_name=True)
 
     # --- where things are -------------------------------------------------------------
     nats_url: str | None = Field(

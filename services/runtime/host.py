@@ -96,6 +96,7 @@ class EngineHost:
         self._background: set[asyncio.Task[Any]] = set()
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._beat_wakeup = asyncio.Event()
+        self._closing = False
         self._service: Service | None = None
         self.log = log.bind(system=self.slug)
         engine.host = self
@@ -128,12 +129,10 @@ class EngineHost:
 
     async def close(self) -> None:
         """Process shutdown: stop the loops but leave the desired state as it is."""
+        self._closing = True
         with contextlib.suppress(Exception):
             await self._go(State.STOPPED, reason="process shutting down", actor=self.slug, persist=False)
-        if self._heartbeat_task:
-            self._heartbeat_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeat_task
+        await self.stop_heartbeats()
         for task in list(self._background):
             task.cancel()
         with contextlib.suppress(Exception):
@@ -185,18 +184,21 @@ class EngineHost:
         async with self._transition:
             if persist and self.desired != target:
                 await self._write_desired(target, actor, reason, command_id)
-            steps = Lifecycle.plan(self.lifecycle.state, target)
+            settled = self.lifecycle.state
+            steps = Lifecycle.plan(settled, target)
             for step in steps:
+                self.lifecycle.move(step)
                 if step == State.STOPPING:
                     await self._stop_loops()
                     await self.engine.on_stop()
-                previous = self.lifecycle.move(step)
-                if step == State.RUNNING:
+                elif step == State.RUNNING:
                     await self.engine.on_start()
                     self._start_loops()
-                await self._publish_lifecycle(step, previous, reason, actor, command_id, correlation_id)
             if steps:
-                await self.send_heartbeat()
+                # one event per settled change (the transient states ride on heartbeats):
+                # fewer fsynced writes on the emergency-stop path
+                await self._publish_lifecycle(target, settled, reason, actor, command_id, correlation_id)
+                self._beat_soon()
             return bool(steps)
 
     def _start_loops(self) -> None:
@@ -339,13 +341,23 @@ class EngineHost:
         )
         await self.publisher.heartbeat(beat)
 
+    async def stop_heartbeats(self) -> None:
+        """No more heartbeats from this process (shutdown; tests freezing the view)."""
+        self._closing = True
+        if self._heartbeat_task:
+            self._heartbeat_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat_task
+
     def _beat_soon(self) -> None:
         self._beat_wakeup.set()
 
     async def _heartbeat_loop(self) -> None:
-        while True:
+        while not self._closing:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._beat_wakeup.wait(), self.settings.heartbeat_interval)
+                async with asyncio.timeout(self.settings.heartbeat_interval):
+                    await self._beat_wakeup.wait()
             self._beat_wakeup.clear()
             try:
                 await self.send_heartbeat()
@@ -545,7 +557,8 @@ class EngineHost:
             "name": self.slug,
             "label": self.engine.info.label,
             "schedule": self.engine.info.schedule,
-            **msgspec.to_builtins(self.snapshot()),
+            **{k: v for k, v in msgspec.to_builtins(self.snapshot()).items() if k != "extras"},
+            **self.engine.status_extras(),
             **self.engine.detail_extras(),
             "loops": msgspec.to_builtins(loops),
             "process": msgspec.to_builtins(process_metrics()),

@@ -1,0 +1,126 @@
+"""Read models built from the projection: dashboard and metrics (pure functions)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from contracts.events import ProcessMetrics
+from contracts.systems import SYSTEMS
+from gateway.projections import Projection
+
+
+def iso(moment: datetime | None) -> str | None:
+    return moment.isoformat().replace("+00:00", "Z") if moment else None
+
+
+def system_state(projection: Projection, slug: str, now: datetime, heartbeat_timeout: float) -> str:
+    beat = projection.heartbeats.get(slug)
+    if beat is None or (now - beat.received).total_seconds() > heartbeat_timeout:
+        return "unreachable"
+    life = projection.lifecycle.get(slug)
+    # the later of the two says what the engine is now; both come from the engine's clock
+    if life is not None and datetime.fromisoformat(life.time) >= beat.beat.time:
+        return life.state
+    return beat.beat.status.state
+
+
+def system_view(projection: Projection, slug: str, now: datetime, heartbeat_timeout: float) -> dict[str, Any]:
+    info = SYSTEMS[slug]
+    state = system_state(projection, slug, now, heartbeat_timeout)
+    view: dict[str, Any] = {
+        "name": slug,
+        "label": info.label,
+        "running": state == "running",
+        "state": state,
+        "schedule": info.schedule,
+        "last_run": None,
+        "error_count": 0,
+        "success_rate": 100.0,
+        "last_heartbeat": None,
+        "heartbeat_age_seconds": None,
+    }
+    view.update(dict.fromkeys(info.extras))
+    beat = projection.heartbeats.get(slug)
+    life = projection.lifecycle.get(slug)
+    if beat is not None:
+        status = beat.beat.status
+        view.update(status.extras)
+        view.update(
+            last_run=iso(status.last_run),
+            error_count=status.error_count,
+            success_rate=status.success_rate,
+            total_runs=status.total_runs,
+            last_heartbeat=iso(beat.received),
+            heartbeat_age_seconds=round((now - beat.received).total_seconds(), 1),
+        )
+    view["desired"] = life.desired if life else (beat.beat.status.desired if beat else None)
+    return view
+
+
+def dashboard(
+    projection: Projection, *, heartbeat_timeout: float, view_status: dict[str, Any]
+) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    systems = {slug: system_view(projection, slug, now, heartbeat_timeout) for slug in SYSTEMS}
+    return {
+        "timestamp": iso(now),
+        "emergency_mode": any(not system["running"] for system in systems.values()),
+        "systems": systems,
+        "systems_running": sum(system["running"] for system in systems.values()),
+        "systems_total": len(systems),
+        "view": view_status,
+    }
+
+
+def process_dict(metrics: ProcessMetrics) -> dict[str, Any]:
+    return {
+        "pid": metrics.pid,
+        "uptime_seconds": metrics.uptime_seconds,
+        "memory_mb": metrics.rss_mb,
+        "memory_percent": metrics.memory_percent,
+        "cpu_percent": metrics.cpu_percent,
+        "threads": metrics.threads,
+    }
+
+
+def metrics(
+    projection: Projection,
+    *,
+    gateway: ProcessMetrics,
+    heartbeat_timeout: float,
+    live_connections: int,
+    jetstream: dict[str, Any],
+) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    services: dict[str, Any] = {"gateway": {**process_dict(gateway), "reachable": True}}
+    for slug in SYSTEMS:
+        beat = projection.heartbeats.get(slug)
+        reachable = system_state(projection, slug, now, heartbeat_timeout) != "unreachable"
+        services[slug] = {**process_dict(beat.beat.process), "reachable": reachable} if beat else None
+    # one entry per live process: engines run in-process in tests and may share a pid
+    live = list({svc["pid"]: svc for svc in services.values() if svc and svc["reachable"]}.values())
+    running = sum(system_state(projection, slug, now, heartbeat_timeout) == "running" for slug in SYSTEMS)
+    return {
+        "timestamp": iso(now),
+        # the gateway's own uptime; per-service uptimes are under "services"
+        "uptime_seconds": gateway.uptime_seconds,
+        # totals over every AOC process that is alive (gateway + reachable engines)
+        "memory_mb": round(sum(svc["memory_mb"] for svc in live), 1),
+        "memory_percent": round(sum(svc["memory_percent"] for svc in live), 2),
+        "cpu_percent": round(sum(svc["cpu_percent"] for svc in live), 1),
+        "threads": sum(svc["threads"] for svc in live),
+        "active_ws_connections": live_connections,  # SSE streams: the spec's WS count
+        "active_sse_connections": live_connections,
+        "db_pool": None,  # no database: JetStream state takes its place
+        "jetstream": jetstream,
+        "autonomous_systems_total": len(SYSTEMS),
+        "autonomous_systems_running": running,
+        "services": services,
+    }
+
+
+def to_jsonable(value: Any) -> Any:
+    return msgspec.to_builtins(value)
