@@ -1,0 +1,48 @@
+"""Renders the configuration table (docs/configuration.md) from the Settings class, so
+the documentation cannot drift from the code: `python -m contracts.settings_doc`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices
+
+from contracts.settings import Settings
+
+
+def env_names(name: str, field) -> list[str]:
+    alias = field.validation_alias
+    if isinstance(alias, AliasChoices):
+        return [str(choice) for choice in alias.choices]
+    return [f"AOC_{name.upper()}"]
+
+
+def render() -> str:
+    lines = [
+        "# Configuration",
+        "",
+        "Every process (engines, gateway, `aoc`) reads the same environment variables through",
+        "one pydantic-settings class, `contracts.settings.Settings`, validated at start.",
+        "This table is generated from that class (`python -m contracts.settings_doc`).",
+        "",
+        "| variable | default | meaning |",
+        "|---|---|---|",
+    ]
+    for name, field in Settings.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        shown = "3 × heartbeat interval" if name == "heartbeat_timeout" else repr(default)
+        if isinstance(default, Path):
+            shown = str(default)
+        variables = " / ".join(f"`{env}`" for env in env_names(name, field))
+        lines.append(f"| {variables} | `{shown}` | {field.description or ''} |")
+    lines += [
+        "",
+        "Other variables: `AOC_LOG_LEVEL` (default INFO) for the JSON logs; `AOC_GATEWAY_URL`,",
+        "`AOC_ACTOR` and `AOC_TOKEN` for the `aoc` CLI.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(render(), end="")
