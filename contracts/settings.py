@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     stream_max_bytes: int = Field(
         2 * 1024**3, gt=0, description="Size cap of AOC_EVENTS; oldest events go first."
     )
+    stream_replicas: int = Field(
+        1, ge=1, le=5, description="Replicas of every AOC stream and KV bucket (3 in a cluster)."
+    )
     duplicate_window_s: float = Field(
         600.0, ge=1, description="Nats-Msg-Id dedup window; longer than the longest publish retry."
     )

@@ -30,7 +30,7 @@ def render() -> str:
     ]
     for name, field in Settings.model_fields.items():
         default = field.get_default(call_default_factory=True)
-        shown = "3 × heartbeat interval" if name == "heartbeat_timeout" else repr(default)
+        shown = "3x heartbeat interval" if name == "heartbeat_timeout" else repr(default)
         if isinstance(default, Path):
             shown = str(default)
         variables = " / ".join(f"`{env}`" for env in env_names(name, field))

@@ -29,6 +29,7 @@ def events_stream(settings: Settings) -> StreamConfig:
         duplicate_window=settings.duplicate_window_s,
         allow_direct=True,
         deny_purge=True,
+        num_replicas=settings.stream_replicas,
     )
 
 
@@ -44,15 +45,17 @@ def heartbeats_stream(settings: Settings) -> StreamConfig:
         max_age=DAY,
         discard=DiscardPolicy.OLD,
         allow_direct=True,
+        num_replicas=settings.stream_replicas,
     )
 
 
-def desired_state_bucket() -> KeyValueConfig:
+def desired_state_bucket(settings: Settings) -> KeyValueConfig:
     return KeyValueConfig(
         bucket=subjects.DESIRED_STATE_BUCKET,
         description="What each engine should be after a restart: running | stopped",
         history=10,
         storage=StorageType.FILE,
+        replicas=settings.stream_replicas,
     )
 
 
@@ -63,6 +66,7 @@ def command_ids_bucket(settings: Settings) -> KeyValueConfig:
         history=1,
         ttl=settings.duplicate_window_s,
         storage=StorageType.FILE,
+        replicas=settings.stream_replicas,
     )
 
 
@@ -90,6 +94,6 @@ async def ensure_all(js: JetStreamContext, settings: Settings) -> dict[str, KeyV
         ensure_stream(js, events_stream(settings)), ensure_stream(js, heartbeats_stream(settings))
     )
     desired, commands = await asyncio.gather(
-        ensure_bucket(js, desired_state_bucket()), ensure_bucket(js, command_ids_bucket(settings))
+        ensure_bucket(js, desired_state_bucket(settings)), ensure_bucket(js, command_ids_bucket(settings))
     )
     return {"desired": desired, "commands": commands}

@@ -11,7 +11,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_configuration_doc_is_generated_from_the_settings_class():
-    assert (ROOT / "docs" / "configuration.md").read_text() == render(), "run: python -m contracts.settings_doc"
+    documented = (ROOT / "docs" / "configuration.md").read_text()
+    assert documented == render(), "regenerate it: python -m contracts.settings_doc > docs/configuration.md"
 
 
 def test_env_vars_drive_ports_and_paths(monkeypatch, tmp_path):

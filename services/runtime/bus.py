@@ -47,7 +47,7 @@ async def connect(settings: Settings, name: str) -> Client:
         log.info("nats.reconnected")
 
     return await nats.connect(
-        settings.effective_nats_url,
+        settings.effective_nats_url.split(","),  # NATS_URL may list a whole cluster
         name=name,
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.5,
