@@ -11,25 +11,33 @@ from fastapi.responses import JSONResponse
 
 from contracts.settings import Settings, get_settings
 from gateway.control import EngineTimeout, UnknownSystem
-from gateway.routes import admin
+from gateway.routes import route_modules
 from gateway.state import GatewayState
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    modules = route_modules()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         gateway = GatewayState(settings)
         await gateway.open()
         app.state.gateway = gateway
+        for module in modules:
+            if hasattr(module, "on_startup"):
+                await module.on_startup(gateway)
         try:
             yield
         finally:
+            for module in reversed(modules):
+                if hasattr(module, "on_shutdown"):
+                    await module.on_shutdown(gateway)
             await gateway.close()
 
     app = FastAPI(title="AOC — Admin Operations Center", version="0.1.0", lifespan=lifespan)
-    app.include_router(admin.router)
+    for module in modules:
+        app.include_router(module.router)
 
     @app.exception_handler(UnknownSystem)
     async def unknown_system(_: Request, exc: UnknownSystem) -> JSONResponse:

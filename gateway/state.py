@@ -36,6 +36,8 @@ class GatewayState:
         self.started = time.time()
         self._stream_info: tuple[float, dict[str, Any]] = (0.0, {})
         self._subs: list[Any] = []
+        # per-area state that route modules attach in their on_startup hook
+        self.areas: dict[str, Any] = {}
 
     async def open(self, nc: Client | None = None) -> None:
         self.nc = nc or await connect(self.settings, name="aoc-gateway")

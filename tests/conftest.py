@@ -108,6 +108,17 @@ async def serve_gateway(settings: Settings):
 
 
 @pytest.fixture
-async def http(live_gateway: str):
-    async with httpx.AsyncClient(base_url=live_gateway, timeout=10) as client:
+def api_headers() -> dict[str, str]:
+    """Headers every test HTTP call sends (credentials once auth is on)."""
+    return {}
+
+
+def api_client(base_url: str, headers: dict[str, str], **kwargs) -> httpx.AsyncClient:
+    """The one way tests build an HTTP client for the gateway."""
+    return httpx.AsyncClient(base_url=base_url, headers=headers, timeout=10, **kwargs)
+
+
+@pytest.fixture
+async def http(live_gateway: str, api_headers: dict[str, str]):
+    async with api_client(live_gateway, api_headers) as client:
         yield client

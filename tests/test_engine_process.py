@@ -12,6 +12,7 @@ import sys
 import httpx
 
 from contracts.commands import reply_decoder
+from tests.conftest import api_client
 
 API = "/api/v1/admin"
 
@@ -101,14 +102,14 @@ async def test_sigterm_is_a_clean_exit_that_keeps_desired_state(settings_env, nc
         engine.wait(5)
 
 
-async def test_gateway_process_serves_the_dashboard(settings_env):
+async def test_gateway_process_serves_the_dashboard(settings_env, api_headers):
     from services.launcher.natsserver import free_port
 
     port = free_port()
     env = {**settings_env, "AOC_HTTP_PORT": str(port)}
     gateway = subprocess.Popen([sys.executable, "-m", "gateway"], env=env, stderr=subprocess.PIPE)
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+        async with api_client(f"http://127.0.0.1:{port}", api_headers) as client:
             for _ in range(200):
                 try:
                     if (await client.get("/health")).status_code == 200:

@@ -11,6 +11,7 @@ import pytest
 
 from contracts.systems import SYSTEMS
 from services.runtime.testing import running_engines
+from tests.conftest import api_client, serve_gateway
 
 API = "/api/v1/admin"
 SPEC_FIELDS = {"name", "label", "running", "schedule", "last_run", "error_count", "success_rate"}
@@ -109,11 +110,10 @@ async def test_unknown_system_attempts_are_audited(engines, http):
     assert log and log[0]["result"] == "rejected" and "ghost" in log[0]["detail"]
 
 
-async def test_engine_that_does_not_answer_is_a_504_naming_it(settings, nats_server):
-    from tests.conftest import serve_gateway
+async def test_engine_that_does_not_answer_is_a_504_naming_it(settings, nats_server, api_headers):
 
     quick = settings.model_copy(update={"control_timeout": 0.3})
-    async with serve_gateway(quick) as url, httpx.AsyncClient(base_url=url) as http:
+    async with serve_gateway(quick) as url, api_client(url, api_headers) as http:
         response = await http.post(f"{API}/emergency-stop/deploy")  # no deploy engine is running
         assert response.status_code == 504
         assert "'deploy' did not answer within 0.3 s" in response.json()["detail"]
@@ -197,9 +197,9 @@ async def test_health_reports_nats_stream_and_projection_lag(engines, http):
     assert health["projection"]["lag"] == health["stream"]["last_seq"] - health["projection"]["applied_seq"]
 
 
-async def test_sse_pushes_a_change_made_on_raw_nats(engines, live_gateway, nc):
+async def test_sse_pushes_a_change_made_on_raw_nats(engines, live_gateway, nc, api_headers):
     async with (
-        httpx.AsyncClient(base_url=live_gateway, timeout=10) as client,
+        api_client(live_gateway, api_headers) as client,
         client.stream("GET", f"{API}/stream") as stream,
     ):
         assert stream.headers["content-type"].startswith("text/event-stream")
@@ -225,8 +225,7 @@ async def test_sse_pushes_a_change_made_on_raw_nats(engines, live_gateway, nc):
         assert board["emergency_mode"] is True
 
 
-async def test_restarted_gateway_rebuilds_views_equal_to_the_live_ones(settings, nc):
-    from tests.conftest import serve_gateway
+async def test_restarted_gateway_rebuilds_views_equal_to_the_live_ones(settings, nc, api_headers):
 
     def comparable(board: dict) -> dict:
         board = {**board, "systems": {k: dict(v) for k, v in board["systems"].items()}}
@@ -238,7 +237,7 @@ async def test_restarted_gateway_rebuilds_views_equal_to_the_live_ones(settings,
 
     async with (
         serve_gateway(settings) as url,
-        httpx.AsyncClient(base_url=url) as live,
+        api_client(url, api_headers) as live,
         running_engines(settings) as hosts,
     ):
         await live.post(f"{API}/emergency-stop/deploy", json={"reason": "r1"})
@@ -252,7 +251,7 @@ async def test_restarted_gateway_rebuilds_views_equal_to_the_live_ones(settings,
         await asyncio.sleep(0.3)
         live_board = (await live.get(f"{API}/dashboard")).json()
         live_log = (await live.get(f"{API}/activity-log", params={"limit": 1000})).json()
-        async with serve_gateway(settings) as url2, httpx.AsyncClient(base_url=url2) as rebuilt:
+        async with serve_gateway(settings) as url2, api_client(url2, api_headers) as rebuilt:
             rebuilt_board = (await rebuilt.get(f"{API}/dashboard")).json()
             rebuilt_log = (await rebuilt.get(f"{API}/activity-log", params={"limit": 1000})).json()
     assert live_board["systems"]["deploy"]["state"] == "stopped"
