@@ -255,6 +255,11 @@ class ProjectionFeed:
             )
         )
 
+    async def resubscribe(self) -> None:
+        """Follow again from the last applied event (after the server lost our consumers)."""
+        await self.stop()
+        await self.start()
+
     async def stop(self) -> None:
         for sub in self._subs:
             with contextlib.suppress(Exception):

@@ -49,11 +49,31 @@ class GatewayState:
         await self.feed.start()
         self._subs.append(await self.nc.subscribe(subjects.ctl_wildcard("*"), cb=self._guard_unknown))
         self._subs.append(await self.nc.subscribe(subjects.GATEWAY_HEALTH, cb=self._answer_health))
+        self._watchdog = asyncio.create_task(self._resubscribe_after_reconnect())
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.feed.replayed.wait(), REPLAY_WAIT)
         log.info("gateway.ready", applied_seq=self.projection.applied_seq, rows=len(self.projection.rows))
 
+    async def _resubscribe_after_reconnect(self) -> None:
+        # A restarted nats-server forgets the ordered consumers behind the projection
+        # feed, and nats-py does not recreate them: after every reconnect, make sure the
+        # streams exist and follow again from the last applied sequence.
+        seen = self.nc.stats["reconnects"]
+        while True:
+            await asyncio.sleep(0.5)
+            if self.nc.stats["reconnects"] == seen or not self.nc.is_connected:
+                continue
+            seen = self.nc.stats["reconnects"]
+            try:
+                await ensure_all(self.js, self.settings)
+                await self.feed.resubscribe()
+                log.info("gateway.resubscribed", applied_seq=self.projection.applied_seq)
+            except Exception:
+                log.exception("gateway.resubscribe_failed")
+                seen -= 1  # try again on the next tick
+
     async def close(self) -> None:
+        self._watchdog.cancel()
         await self.feed.stop()
         for sub in self._subs:
             with contextlib.suppress(Exception):

@@ -258,3 +258,19 @@ async def test_restarted_gateway_rebuilds_views_equal_to_the_live_ones(settings,
     assert comparable(rebuilt_board) == comparable(live_board)
     assert rebuilt_log["events"] == live_log["events"]
     assert rebuilt_log["last_seq"] == live_log["last_seq"] > 10
+
+
+async def test_views_follow_again_after_the_nats_server_restarts(engines, http, nats_server, nc):
+    await wait_state(http, "deploy", "running")
+    nats_server.stop()
+    nats_server.start()  # same port, same store
+    # engines and gateway reconnect by themselves; the gateway must follow the streams again
+    for _ in range(150):  # the test's own connection reconnects too
+        try:
+            await nc.request("aoc.ctl.deploy.stop", b"", timeout=1)
+            break
+        except Exception:
+            await asyncio.sleep(0.1)
+    await wait_state(http, "deploy", "stopped", timeout=10)
+    board = await wait_state(http, "soc-cycle", "running", timeout=10)
+    assert board["systems"]["soc-cycle"]["heartbeat_age_seconds"] < 1.0
