@@ -19,7 +19,7 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 
 ## Start NATS + the seven engines + the gateway, print the dashboard URL (Ctrl-C stops).
 up: $(VENV)/.installed-run
-	$(BIN)/aoc up
+	exec $(BIN)/aoc up
 
 ## Lint, then every test against a real nats-server. pytest's exit 5 (no tests) fails loudly.
 test: $(VENV)/.installed-test

@@ -163,61 +163,35 @@ async def system_detail(name: str, gw: Gateway, actor: Actor, correlation_id: Co
     }
 
 
-@router.post("/emergency-stop/{name}")
-async def emergency_stop(
-    name: str,
-    gw: Gateway,
-    actor: Actor,
-    correlation_id: CorrelationId,
-    command_id: CommandId,
-    body: CommandBody | None = None,
-):
-    return await _command(gw, name, "stop", actor, body, correlation_id, command_id)
+def _single_system_route(path: str, verb: str, summary: str) -> None:
+    async def endpoint(
+        name: str,
+        gw: Gateway,
+        actor: Actor,
+        correlation_id: CorrelationId,
+        command_id: CommandId,
+        body: CommandBody | None = None,
+    ) -> JSONResponse:
+        return await _command(gw, name, verb, actor, body, correlation_id, command_id)
+
+    router.add_api_route(f"/{path}/{{name}}", endpoint, methods=["POST"], name=path, summary=summary)
 
 
-@router.post("/emergency-stop-all")
-async def emergency_stop_all(
-    gw: Gateway, actor: Actor, correlation_id: CorrelationId, body: CommandBody | None = None
-):
-    return await _command_all(gw, "stop", actor, body, correlation_id)
+def _all_systems_route(path: str, verb: str, summary: str) -> None:
+    async def endpoint(
+        gw: Gateway, actor: Actor, correlation_id: CorrelationId, body: CommandBody | None = None
+    ) -> dict[str, Any]:
+        return await _command_all(gw, verb, actor, body, correlation_id)
+
+    router.add_api_route(f"/{path}", endpoint, methods=["POST"], name=path, summary=summary)
 
 
-@router.post("/start/{name}")
-async def start(
-    name: str,
-    gw: Gateway,
-    actor: Actor,
-    correlation_id: CorrelationId,
-    command_id: CommandId,
-    body: CommandBody | None = None,
-):
-    return await _command(gw, name, "start", actor, body, correlation_id, command_id)
-
-
-@router.post("/start-all")
-async def start_all(
-    gw: Gateway, actor: Actor, correlation_id: CorrelationId, body: CommandBody | None = None
-):
-    return await _command_all(gw, "start", actor, body, correlation_id)
-
-
-@router.post("/restart/{name}")
-async def restart(
-    name: str,
-    gw: Gateway,
-    actor: Actor,
-    correlation_id: CorrelationId,
-    command_id: CommandId,
-    body: CommandBody | None = None,
-):
-    return await _command(gw, name, "restart", actor, body, correlation_id, command_id)
-
-
-@router.post("/restart-all")
-async def restart_all(
-    gw: Gateway, actor: Actor, correlation_id: CorrelationId, body: CommandBody | None = None
-):
-    return await _command_all(gw, "restart", actor, body, correlation_id)
+_single_system_route("emergency-stop", "stop", "Stop one system (kept stopped across restarts)")
+_all_systems_route("emergency-stop-all", "stop", "Kill switch: stop every system; per-system results")
+_single_system_route("start", "start", "Start one system")
+_all_systems_route("start-all", "start", "Start every system; per-system results")
+_single_system_route("restart", "restart", "Restart one system")
+_all_systems_route("restart-all", "restart", "Restart every system; per-system results")
 
 
 @router.get("/metrics")
