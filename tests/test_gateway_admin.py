@@ -79,10 +79,13 @@ async def test_kill_switch_and_restart_all_return_per_system_maps(engines, http)
 
 
 async def test_trigger_returns_the_engine_result_and_409_when_stopped(engines, http):
+    from tests.test_runtime_control import quick_trigger
+
+    quick_trigger(engines["integrity-scan"], pages=2)
     triggered = await http.post(f"{API}/trigger/integrity-scan")
     assert triggered.status_code == 200
     assert triggered.json()["ok"] is True and triggered.json()["run_id"]
-    assert "result" in triggered.json()
+    assert triggered.json()["result"] == {"ok": True, "result": "success", "pages": 2}
     await http.post(f"{API}/emergency-stop/integrity-scan")
     refused = await http.post(f"{API}/trigger/integrity-scan")
     assert refused.status_code == 409 and "start it before triggering" in refused.json()["message"]

@@ -10,6 +10,7 @@ import msgspec
 from contracts.commands import reply_decoder
 from contracts.events import envelope_decoder, heartbeat_decoder
 from contracts.systems import SYSTEMS
+from services.runtime import CycleOutcome
 from services.runtime.testing import running_engines
 
 
@@ -122,10 +123,21 @@ async def test_duplicate_is_recognised_by_a_fresh_engine_process(settings, nc):
         assert hosts["advisory-refresh"].lifecycle.state == "stopped"
 
 
+def quick_trigger(host, **output):
+    """Give an engine a trigger whose work is known, so these tests check the runtime
+    and not how long a domain cycle takes."""
+
+    async def trigger(args):
+        return CycleOutcome(detail="quick test cycle", output={**output, **args})
+
+    host.engine.trigger = trigger
+
+
 async def test_trigger_runs_a_cycle_counts_it_and_refuses_when_stopped(engines, nc, tap):
-    reply, _ = await ask(nc, "aoc.ctl.integrity-scan.trigger", b'{"actor":"carol"}')
+    quick_trigger(engines["integrity-scan"], findings=3)
+    reply, _ = await ask(nc, "aoc.ctl.integrity-scan.trigger", b'{"actor":"carol","args":{"scope":"all"}}')
     assert reply.ok and reply.status == "done" and reply.run_id
-    assert reply.result["ok"] is True and reply.result["result"] == "success"
+    assert reply.result == {"ok": True, "result": "success", "findings": 3, "scope": "all"}
     cycle = await tap.wait_for(lambda e: e.type == "cycle_completed" and e.payload().run_id == reply.run_id)
     assert cycle.actor == "carol" and cycle.payload().manual
     assert engines["integrity-scan"].counters.total_runs >= 1
@@ -174,7 +186,8 @@ async def test_failing_cycle_counts_an_error_and_success_rate(settings, nc):
 
 
 async def test_counters_resume_after_engine_restart(settings, nc):
-    async with running_engines(settings, ["soc-cycle"]):
+    async with running_engines(settings, ["soc-cycle"]) as hosts:
+        quick_trigger(hosts["soc-cycle"])
         for _ in range(3):
             await ask(nc, "aoc.ctl.soc-cycle.trigger")
         status, _ = await ask(nc, "aoc.ctl.soc-cycle.status")
