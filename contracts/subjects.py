@@ -28,6 +28,12 @@ def ctl_wildcard(system: str) -> str:
     return f"{CTL_PREFIX}.{system}.*"
 
 
+def ctl_user_wildcard(system: str) -> str:
+    """aoc.ctl.<system>.<verb>.<user>: what a human NATS user sends on the secure server,
+    which refuses any last token but the sender's own user name (docs/security.md)."""
+    return f"{CTL_PREFIX}.{system}.*.*"
+
+
 def evt(system: str, event_type: str) -> str:
     """aoc.evt.<system>.<type>"""
     return f"{EVT_PREFIX}.{system}.{event_type}"
@@ -38,8 +44,9 @@ def hb(system: str) -> str:
 
 
 def parse_ctl(subject: str) -> tuple[str, str] | None:
-    """'aoc.ctl.soc-cycle.stop' -> ('soc-cycle', 'stop'); None when it is not a control subject."""
+    """'aoc.ctl.soc-cycle.stop' (or '...stop.<user>') -> ('soc-cycle', 'stop'); None when it
+    is not a control subject."""
     parts = subject.split(".")
-    if len(parts) != 4 or parts[0] != "aoc" or parts[1] != "ctl":
+    if len(parts) not in (4, 5) or parts[0] != "aoc" or parts[1] != "ctl":
         return None
     return parts[2], parts[3]

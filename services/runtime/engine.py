@@ -44,8 +44,6 @@ class Engine:
     """Base class of the seven engines. Subclasses set ``slug`` and define ``loops``."""
 
     slug: ClassVar[str]
-    # True while the domain cycle is a placeholder for its own issue; shown in detail
-    minimal_work: ClassVar[str | None] = None
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

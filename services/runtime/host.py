@@ -4,7 +4,8 @@
   KV, so an engine an operator stopped comes back stopped after a crash;
 - N concurrent loops, each on its own interval;
 - control request/reply on aoc.ctl.<slug>.* and aoc.ctl.all.*, registered as a NATS
-  micro service (``$SRV`` discovery, ping, stats);
+  micro service (``$SRV`` discovery, ping, stats); on the secure server a human NATS
+  user sends aoc.ctl.<slug>.<verb>.<user> and is recorded as ``nats:<user>``;
 - command ids de-duplicated in KV, every mutating or rejected command audited;
 - heartbeats with the status snapshot and process metrics;
 - counters (total runs, errors, success rate, last run) resumed from the engine's
@@ -209,17 +210,27 @@ class EngineHost:
 
     async def _stop_loops(self) -> None:
         tasks = list(self._loop_tasks.values())
-        # a loop asleep between cycles stops at once; one mid-cycle gets stop_grace
-        busy = [task for name, task in self._loop_tasks.items() if self._cycle_locks[name].locked()]
+        busy = [self._cycle_locks[name] for name in self._loop_tasks if self._cycle_locks[name].locked()]
         self._loop_tasks.clear()
-        for task in tasks:
-            if task not in busy:
-                task.cancel()
+        # A loop asleep between cycles stops at once; one mid-cycle may finish that cycle
+        # within stop_grace. Wait for the cycle (take its lock), not for the loop task:
+        # that never ends by itself, so waiting on it always cost the whole grace. Holding
+        # the lock keeps the loop from starting another cycle before it is cancelled.
+        held: list[asyncio.Lock] = []
+
+        async def hold(lock: asyncio.Lock) -> None:
+            await lock.acquire()
+            held.append(lock)
+
         if busy:
-            await asyncio.wait(busy, timeout=self.settings.stop_grace)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.stop_grace):
+                    await asyncio.gather(*(hold(lock) for lock in busy))
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        for lock in held:
+            lock.release()
 
     async def _run_loop(self, loop: Loop) -> None:
         while True:
@@ -282,14 +293,23 @@ class EngineHost:
     # --- events and heartbeats ----------------------------------------------------------
 
     async def publish(
-        self, payload: msgspec.Struct, summary: Summary, *, actor: str | None = None, correlation_id: str = ""
+        self,
+        payload: msgspec.Struct,
+        summary: Summary,
+        *,
+        actor: str | None = None,
+        correlation_id: str = "",
+        event_id: str | None = None,
     ) -> Envelope:
+        """Publish one event (stream ack, retries). A deterministic ``event_id`` makes a
+        re-publish after a crash a duplicate the stream drops (Nats-Msg-Id)."""
         event = new_event(
             system=self.slug,
             payload=payload,
             summary=summary,
             actor=actor or self.slug,
             correlation_id=correlation_id,
+            event_id=event_id,
         )
         await self.publisher.publish(event)
         return event
@@ -385,13 +405,21 @@ class EngineHost:
         await self._service.add_endpoint(
             name="broadcast", subject=subjects.ctl_wildcard("all"), handler=self._on_request
         )
+        # human NATS users: the fifth token is their user name, vouched for by the server
+        await self._service.add_endpoint(
+            name="operator", subject=subjects.ctl_user_wildcard(self.slug), handler=self._on_request
+        )
+        await self._service.add_endpoint(
+            name="operator-broadcast", subject=subjects.ctl_user_wildcard("all"), handler=self._on_request
+        )
 
     def _endpoint_stats(self, _endpoint: EndpointStats) -> dict[str, Any]:
         # natscli wants `data` to be an object (NATS-NOTES.md)
         return {"state": str(self.lifecycle.state), "desired": str(self.desired)}
 
     async def _on_request(self, request: Request) -> None:
-        if request.subject.endswith(".trigger"):
+        parsed = subjects.parse_ctl(request.subject)
+        if parsed is not None and parsed[1] == "trigger":
             # a trigger may work up to the reply budget: never hold up a stop behind it
             task = asyncio.create_task(self._serve(request))
             self._background.add(task)
@@ -400,7 +428,8 @@ class EngineHost:
             await self._serve(request)
 
     async def _serve(self, request: Request) -> None:
-        reply = await self.handle(request.subject, request.data, request.headers or {})
+        reply_to = request._msg.reply  # nats.micro exposes no public reply subject
+        reply = await self.handle(request.subject, request.data, request.headers or {}, reply_to=reply_to)
         await self._respond(request, reply)
 
     async def _respond(self, request: Request, reply: CommandReply) -> None:
@@ -412,16 +441,30 @@ class EngineHost:
         except ValueError:
             pass  # `nats pub` sends no reply subject: the audit event is the answer
 
-    async def handle(self, subject: str, body: bytes, headers: dict[str, str]) -> CommandReply:
+    async def handle(
+        self, subject: str, body: bytes, headers: dict[str, str], *, reply_to: str | None = None
+    ) -> CommandReply:
         """Handle one control message and return the reply (also audited when it
         changes or is refused)."""
-        verb = subject.rsplit(".", 1)[-1]
+        parsed = subjects.parse_ctl(subject)
+        verb = parsed[1] if parsed else subject.rsplit(".", 1)[-1]
         origin = "all" if subject.startswith(subjects.ctl("all", "")) else "nats"
         origin = headers.get("Aoc-Origin", origin)
+        # nats-server does not check a push consumer's deliver subject against its
+        # creator's permissions (nats-server#8274): a stored message redelivered here
+        # keeps its stored subject or carries a $JS.ACK reply. Neither is a command.
+        if parsed is None or (reply_to or "").startswith("$JS.ACK."):
+            message = f"{subject} delivered by JetStream is not a control command"
+            return await self._reject(verb, subject, "not_a_command", message, Command(), origin)
+        # a fifth token is the sender's NATS user, which the secure server vouched for
+        nats_user = subject.split(".")[4] if subject.count(".") == 4 else None
         try:
             command = decode_command(body)
         except CommandError as exc:
-            return await self._reject(verb, subject, "invalid_command", str(exc), Command(), origin)
+            sender = Command(actor=f"nats:{nats_user}") if nats_user else Command()
+            return await self._reject(verb, subject, "invalid_command", str(exc), sender, origin)
+        if nats_user is not None:
+            command = msgspec.structs.replace(command, actor=f"nats:{nats_user}")
         if verb not in VERBS:
             message = f"unknown verb {verb!r}; expected one of {', '.join(VERBS)}"
             return await self._reject(verb, subject, "unknown_verb", message, command, origin)
@@ -435,7 +478,13 @@ class EngineHost:
         actor = command.actor or headers.get("Aoc-Actor") or ANONYMOUS_NATS
         correlation_id = command.correlation_id or headers.get("X-Correlation-ID") or command_id
         ctx = _Context(verb, subject, origin, command_id, actor, correlation_id, command.reason)
+        ctx.unless_stopped = verb == "restart" and command.args.get("unless_stopped") is True
+        with structlog.contextvars.bound_contextvars(correlation_id=correlation_id):
+            self.log.info("command.received", verb=verb, subject=subject, actor=actor, command_id=command_id)
+            return await self._handle_mutation(ctx, command)
 
+    async def _handle_mutation(self, ctx: _Context, command: Command) -> CommandReply:
+        verb, command_id = ctx.verb, ctx.command_id
         if command.command_id:
             seen = await self._seen_before(command.command_id)
             if seen is not None:
@@ -470,6 +519,9 @@ class EngineHost:
         elif ctx.verb == "start":
             changed = await self._go(State.RUNNING, **kwargs)
             message = f"{label} started" if changed else f"{label} was already running"
+        elif ctx.unless_stopped and self.desired == State.STOPPED:
+            # heal-check's restart: an operator's stop since it looked wins over the healer
+            changed, message = False, f"{label} was stopped by an operator; not restarting it"
         else:  # restart: persist "running" once, so a crash mid-restart comes back running
             await self._write_desired(State.RUNNING, ctx.actor, kwargs["reason"], ctx.command_id)
             await self._go(State.STOPPED, **kwargs, persist=False)
@@ -564,8 +616,6 @@ class EngineHost:
             "process": msgspec.to_builtins(process_metrics()),
             "boot_id": self.boot_id,
         }
-        if self.engine.minimal_work:
-            detail["work"] = self.engine.minimal_work
         return msgspec.to_builtins(detail)
 
     async def _seen_before(self, command_id: str) -> CommandReply | None:
@@ -657,3 +707,4 @@ class _Context(msgspec.Struct):
     actor: str
     correlation_id: str
     reason: str
+    unless_stopped: bool = False  # a restart that yields to an operator's stop (heal-check)

@@ -42,6 +42,31 @@ async def running_engines(
         await asyncio.gather(*(host.close() for host in hosts.values()), return_exceptions=True)
 
 
+async def settled(
+    hosts: dict[str, EngineHost],
+    ready: Callable[[], bool] = lambda: True,
+    *,
+    quiet: float = 0.5,
+    timeout: float = 30.0,
+) -> None:
+    """Wait until start-up work is over: ``ready()`` holds and the event stream has been
+    quiet for ``quiet`` seconds. Tests that count events need this: engines keep
+    publishing for a while after they open (first cycles, a first model). (Polling loops
+    are always mid-cycle, so "no cycle in flight" would never hold.)"""
+    js = next(iter(hosts.values())).js
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    last_seq, since = -1, loop.time()
+    while loop.time() < deadline:
+        seq = (await js.stream_info(subjects.EVENTS_STREAM)).state.last_seq
+        if seq != last_seq or not ready():
+            last_seq, since = seq, loop.time()
+        elif loop.time() - since >= quiet:
+            return
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"engines still busy after {timeout}s")
+
+
 class EventTap:
     """Collects every event of AOC_EVENTS (from the start) with its stream sequence."""
 
