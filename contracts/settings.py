@@ -3,11 +3,25 @@ several stacks can run side by side by changing ports and the data dir."""
 
 from __future__ import annotations
 
+import ipaddress
+import json
+import re
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# A list setting read from one variable: comma-separated, or a JSON array.
+CommaList = Annotated[list[str], NoDecode]
+
+STRICT_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+# NATS user names become a subject token (aoc.ctl.<system>.<verb>.<user>) and a file name
+NATS_USER_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 
 
 class Settings(BaseSettings):
@@ -69,19 +83,136 @@ class Settings(BaseSettings):
         100_000, ge=1000, description="Activity rows the gateway keeps in memory (older: aoc audit replay)."
     )
 
+    # --- HTTP authentication and authorization (docs/security.md) -----------------------
+    auth_enabled: bool = Field(
+        True,
+        description="Require a bearer token or JWT on the API. false = every caller is an anonymous "
+        "admin (logged loudly at start); only for a throwaway local stack.",
+    )
+    admin_token: SecretStr | None = Field(
+        None,
+        description="An admin API token (identity 'admin'); overrides the one `aoc up` generates "
+        "into the data dir. Kept only as a hash in memory.",
+    )
+    admin_token_file: Path | None = Field(
+        None, description="File holding the admin API token (a Docker/Kubernetes secret)."
+    )
+    api_tokens_file: Path | None = Field(
+        None,
+        description="Registry of API tokens (name, role, SHA-256 of the token); "
+        "default <data dir>/secrets/api-tokens.json.",
+    )
+    jwt_secret: SecretStr | None = Field(None, description="HS256 key for JWTs (use one key source only).")
+    jwt_secret_file: Path | None = Field(None, description="File holding the HS256 key for JWTs.")
+    jwt_public_key_file: Path | None = Field(None, description="PEM public key for RS256 JWTs.")
+    jwt_jwks_file: Path | None = Field(None, description="JWKS file with the RS256 keys for JWTs (by kid).")
+    jwt_issuer: str | None = Field(None, description="Required `iss` of JWTs (needed when JWTs are on).")
+    jwt_audience: str | None = Field(None, description="Required `aud` of JWTs (needed when JWTs are on).")
+    jwt_role_claim: str = Field("roles", description="JWT claim with the AOC role(s): viewer/operator/admin.")
+    jwt_leeway_s: float = Field(30.0, ge=0, le=300, description="Clock skew allowed on JWT exp/nbf.")
+    stream_ticket_ttl_s: float = Field(
+        60.0, gt=0, le=600, description="Lifetime of the signed query ticket that opens the SSE stream."
+    )
+
+    # --- HTTP hardening -----------------------------------------------------------------
+    cors_origins: CommaList = Field(
+        default_factory=list,
+        description="Origins allowed to call the API from a browser (comma-separated). "
+        "Empty = same origin only; '*' is refused.",
+    )
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest request body accepted (413 above).")
+    rate_limit_per_minute: float = Field(
+        60.0, gt=0, description="Sustained mutating requests per identity per minute (429 above)."
+    )
+    rate_limit_burst: int = Field(30, ge=1, description="Mutating requests an identity may send at once.")
+    docs: bool = Field(False, description="Serve OpenAPI docs (/docs, /redoc, /openapi.json).")
+    metrics_allow: CommaList = Field(
+        default_factory=lambda: ["127.0.0.1/32", "::1/128"],
+        description="Client networks allowed to scrape /metrics (comma-separated CIDRs).",
+    )
+    csp: str = Field(STRICT_CSP, description="Content-Security-Policy of every response.")
+
+    # --- NATS credentials (docs/security.md) --------------------------------------------
+    nats_user: str | None = Field(None, description="NATS user of this process (else: from the data dir).")
+    nats_password: SecretStr | None = Field(None, description="Password of AOC_NATS_USER.")
+    nats_password_file: Path | None = Field(None, description="File holding the password of AOC_NATS_USER.")
+    nats_secure: bool = Field(
+        True,
+        description="The embedded nats-server runs with per-service users and subject permissions "
+        "(no anonymous access).",
+    )
+    nats_credentials_dir: Path | None = Field(
+        None,
+        description="Where the embedded server's generated NATS credentials live; "
+        "default <data dir>/nats/credentials.",
+    )
+    nats_operators: CommaList = Field(
+        default_factory=lambda: ["operator"],
+        description="Human NATS users of the embedded server (comma-separated); each may send "
+        "control commands on aoc.ctl.<system>.<verb>.<user>.",
+    )
+
     @field_validator("nats_sync_interval")
     @classmethod
     def _sync_interval(cls, value: str) -> str:
-        import re
-
         if value != "always" and not re.fullmatch(r"\d+(ms|s|m)", value):
             raise ValueError("must be 'always' or a duration like 500ms, 1s, 2m")
         return value
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _jwt_secret(cls, secret: SecretStr | None) -> SecretStr | None:
+        if secret is not None and len(secret.get_secret_value().encode()) < 32:
+            raise ValueError("an HS256 key must be at least 32 bytes (RFC 7518 §3.2)")
+        return secret
+
+    @field_validator("cors_origins", "metrics_allow", "nats_operators", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [item.strip() for item in text.split(",") if item.strip()]
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, origins: list[str]) -> list[str]:
+        for origin in origins:
+            if origin == "*" or not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:\d{1,5})?", origin):
+                raise ValueError(f"{origin!r} is not an origin like https://ops.example.com ('*' is refused)")
+        return origins
+
+    @field_validator("metrics_allow")
+    @classmethod
+    def _networks(cls, networks: list[str]) -> list[str]:
+        for network in networks:
+            ipaddress.ip_network(network, strict=False)  # raises ValueError with a clear message
+        return networks
+
+    @field_validator("nats_operators")
+    @classmethod
+    def _operators(cls, users: list[str]) -> list[str]:
+        for user in users:
+            if not NATS_USER_NAME.fullmatch(user):
+                raise ValueError(f"NATS user {user!r}: lowercase letters, digits, _ and -, at most 32")
+        return users
 
     @model_validator(mode="after")
     def _defaults(self) -> Settings:
         if self.heartbeat_timeout is None:
             self.heartbeat_timeout = 3 * self.heartbeat_interval
+        keys = [self.jwt_secret, self.jwt_secret_file, self.jwt_public_key_file, self.jwt_jwks_file]
+        if sum(key is not None for key in keys) > 1:
+            # one key source pins one algorithm: an RS256 public key must never double as an HMAC secret
+            raise ValueError(
+                "configure one JWT key: AOC_JWT_SECRET(_FILE), AOC_JWT_PUBLIC_KEY_FILE or AOC_JWT_JWKS_FILE"
+            )
+        if any(key is not None for key in keys) and not (self.jwt_issuer and self.jwt_audience):
+            raise ValueError("JWTs need AOC_JWT_ISSUER and AOC_JWT_AUDIENCE")
+        if self.nats_password is not None and self.nats_password_file is not None:
+            raise ValueError("set AOC_NATS_PASSWORD or AOC_NATS_PASSWORD_FILE, not both")
         return self
 
     @property
@@ -91,6 +222,18 @@ class Settings(BaseSettings):
     @property
     def effective_nats_url(self) -> str:
         return self.nats_url or f"nats://127.0.0.1:{self.nats_port}"
+
+    @property
+    def secrets_dir(self) -> Path:
+        return self.data_dir / "secrets"
+
+    @property
+    def effective_api_tokens_file(self) -> Path:
+        return self.api_tokens_file or self.secrets_dir / "api-tokens.json"
+
+    @property
+    def effective_nats_credentials_dir(self) -> Path:
+        return self.nats_credentials_dir or self.data_dir / "nats" / "credentials"
 
     def interval(self, system: str, loop: str, default: float) -> float:
         return float(self.schedules.get(f"{system}.{loop}", default))

@@ -37,8 +37,10 @@ def render() -> str:
         lines.append(f"| {variables} | `{shown}` | {field.description or ''} |")
     lines += [
         "",
-        "Other variables: `AOC_LOG_LEVEL` (default INFO) for the JSON logs; `AOC_GATEWAY_URL`,",
-        "`AOC_ACTOR` and `AOC_TOKEN` for the `aoc` CLI.",
+        "Other variables: `AOC_LOG_LEVEL` (default INFO) for the JSON logs; `AOC_GATEWAY_URL`",
+        "and `AOC_TOKEN` (a bearer token) for the `aoc` CLI. Secrets (`AOC_ADMIN_TOKEN`,",
+        "`AOC_JWT_SECRET`, `AOC_NATS_PASSWORD`) have `_FILE` variants for Docker/Kubernetes",
+        "secrets and are never printed. docs/security.md explains the auth settings.",
         "",
     ]
     return "\n".join(lines)

@@ -16,6 +16,7 @@ def main() -> None:
         create_app(settings),
         host=settings.http_host,
         port=settings.http_port,
+        log_config=None,  # uvicorn logs through our JSON renderer (services.runtime.logs)
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=5,

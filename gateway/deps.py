@@ -8,29 +8,31 @@ from typing import Annotated
 from fastapi import Depends, Header, HTTPException, Request
 
 from contracts.events import new_id
+from gateway.security.roles import BEARER_CHALLENGE, Identity
 from gateway.state import GatewayState
-
-_ACTOR = re.compile(r"^[\w.@:+-]{1,128}$")
 
 
 def get_gateway(request: Request) -> GatewayState:
     return request.app.state.gateway
 
 
-def get_actor(x_aoc_actor: Annotated[str | None, Header()] = None) -> str:
-    # Until auth lands (issue #7) the caller names itself; the value is validated and
-    # recorded as given, so the audit trail is honest about where it came from.
-    if x_aoc_actor is None:
-        return "anonymous"
-    if not _ACTOR.match(x_aoc_actor):
-        raise HTTPException(400, "X-AOC-Actor must be 1-128 characters of letters, digits and . @ : + - _")
-    return x_aoc_actor
+def get_identity(request: Request) -> Identity:
+    """The authenticated caller (gateway.security.access). Routes reach this only after
+    the access check passed, so a missing identity is a wiring bug: refuse."""
+    identity = getattr(request.state, "identity", None)
+    if identity is None:
+        raise HTTPException(401, "authentication required", headers=BEARER_CHALLENGE)
+    return identity
 
 
-def get_correlation_id(x_request_id: Annotated[str | None, Header()] = None) -> str:
-    if x_request_id and re.fullmatch(r"[\w.:-]{1,128}", x_request_id):
-        return x_request_id
-    return new_id()
+def get_actor(identity: Annotated[Identity, Depends(get_identity)]) -> str:
+    # The actor of every command is who authenticated, never a name the client sends.
+    return identity.name
+
+
+def get_correlation_id(request: Request) -> str:
+    # set from X-Request-ID (or generated) by gateway.security.context for every request
+    return getattr(request.state, "correlation_id", None) or new_id()
 
 
 def get_command_id(idempotency_key: Annotated[str | None, Header()] = None) -> str | None:
@@ -42,6 +44,7 @@ def get_command_id(idempotency_key: Annotated[str | None, Header()] = None) -> s
 
 
 Gateway = Annotated[GatewayState, Depends(get_gateway)]
+CurrentIdentity = Annotated[Identity, Depends(get_identity)]
 Actor = Annotated[str, Depends(get_actor)]
 CorrelationId = Annotated[str, Depends(get_correlation_id)]
 CommandId = Annotated[str | None, Depends(get_command_id)]

@@ -47,7 +47,8 @@ class GatewayState:
         self.control = ControlClient(self.nc, self.publisher, self.settings.control_timeout)
         self.feed = ProjectionFeed(self.nc, self.projection)
         await self.feed.start()
-        self._subs.append(await self.nc.subscribe(subjects.ctl_wildcard("*"), cb=self._guard_unknown))
+        for wildcard in (subjects.ctl_wildcard("*"), subjects.ctl_user_wildcard("*")):
+            self._subs.append(await self.nc.subscribe(wildcard, cb=self._guard_unknown))
         self._subs.append(await self.nc.subscribe(subjects.GATEWAY_HEALTH, cb=self._answer_health))
         self._watchdog = asyncio.create_task(self._resubscribe_after_reconnect())
         with contextlib.suppress(TimeoutError):
@@ -90,10 +91,13 @@ class GatewayState:
         system, verb = parsed
         if system == ALL or system in SYSTEMS:
             return  # the engines answer these
+        user = msg.subject.split(".")[4] if msg.subject.count(".") == 4 else None
         try:
             actor = decode_command(msg.data).actor or "nats:anonymous"
         except CommandError:
             actor = "nats:anonymous"
+        if user is not None:  # the secure server vouched for the sender's user name
+            actor = f"nats:{user}"
         await self.control.audit_unknown(system, verb, actor=actor, reason="", origin="nats")
         if msg.reply:
             reply = CommandReply(

@@ -1,20 +1,32 @@
 """Fixtures: a real nats-server per test (own port, own temporary store), settings
-pointing at it, and in-process engines."""
+pointing at it, and in-process engines.
+
+Credentials live here and nowhere else: every gateway a test starts accepts
+ADMIN_TOKEN (identity ``admin``), and every HTTP client built with ``api_client`` /
+``api_headers`` sends it."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import os
+import sys
 from pathlib import Path
 
 import httpx
 import pytest
+import structlog
 
 from contracts.settings import Settings
 from contracts.streams import ensure_all
 from services.launcher.natsserver import NatsServer
-from services.runtime.testing import EventTap, connect_plain, running_engines
+from services.runtime.testing import EventTap, connect_plain, running_engines, settled
+
+# In-process engines log like the real ones, but to stderr: stdout is what the CLI tests read.
+structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
+
+ADMIN_TOKEN = "aoc_test-suite-admin-token-not-a-secret-0000000000"
+ADMIN_ACTOR = "admin"  # the actor the gateway records for ADMIN_TOKEN
 
 # Fast liveness so tests see heartbeats and timeouts within a second.
 FAST = {
@@ -27,6 +39,31 @@ FAST = {
 }
 
 
+# The ML engine trains real models at start; small ones (well under a second) keep the
+# suite quick wherever an ML engine runs. tests/soc checks what the models learn.
+SMALL_MODELS = {
+    "AOC_ML_BOOTSTRAP_SAMPLES": "600",
+    "AOC_ML_HOLDOUT_SAMPLES": "400",
+    "AOC_ML_CLASSIFIER_TREES": "25",
+    "AOC_ML_CLASSIFIER_DEPTH": "10",
+    "AOC_ML_ANOMALY_TREES": "25",
+    "AOC_ML_SCORER_TREES": "30",
+    "AOC_ML_FETCH_WAIT": "0.1",
+}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _test_environment():
+    """Any Settings() a test builds (and so any gateway) knows the admin token; the aoc
+    CLI run in-process sends it; ML engines train small models."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("AOC_ADMIN_TOKEN", ADMIN_TOKEN)
+        env.setenv("AOC_TOKEN", ADMIN_TOKEN)
+        for name, value in SMALL_MODELS.items():
+            env.setenv(name, value)
+        yield
+
+
 @pytest.fixture
 def nats_server(tmp_path: Path):
     # sync_interval=always like the embedded default: tests exercise what ships
@@ -37,7 +74,7 @@ def nats_server(tmp_path: Path):
 
 @pytest.fixture
 def settings(nats_server: NatsServer, tmp_path: Path) -> Settings:
-    return Settings(nats_url=nats_server.url, data_dir=tmp_path / "data", **FAST)
+    return Settings(nats_url=nats_server.url, data_dir=tmp_path / "data", admin_token=ADMIN_TOKEN, **FAST)
 
 
 @pytest.fixture
@@ -51,6 +88,9 @@ def settings_env(settings: Settings, nats_server: NatsServer, tmp_path: Path) ->
         AOC_HEARTBEAT_TIMEOUT=str(FAST["heartbeat_timeout"]),
         AOC_STOP_GRACE=str(FAST["stop_grace"]),
         AOC_REPLY_BUDGET=str(FAST["reply_budget"]),
+        AOC_ADMIN_TOKEN=ADMIN_TOKEN,  # a gateway child accepts it
+        AOC_TOKEN=ADMIN_TOKEN,  # an aoc CLI child sends it
+        **SMALL_MODELS,
     )
     return env
 
@@ -72,8 +112,17 @@ async def tap(nc, settings):
 
 @pytest.fixture
 async def engines(settings: Settings):
+    """All seven engines in-process, past their start-up work (first cycles, the first
+    triage model trained and loaded), so a test sees only the events it caused."""
     async with running_engines(settings) as hosts:
+        await settled(hosts, lambda: models_loaded(hosts))
         yield hosts
+
+
+def models_loaded(hosts) -> bool:
+    """ml-retrain has an active triage model and soc-cycle scores with it."""
+    active = hosts["ml-retrain"].engine.status_extras()["active_version"]
+    return active is not None and hosts["soc-cycle"].engine.status_extras()["model_version"] == active
 
 
 @pytest.fixture
@@ -109,8 +158,8 @@ async def serve_gateway(settings: Settings):
 
 @pytest.fixture
 def api_headers() -> dict[str, str]:
-    """Headers every test HTTP call sends (credentials once auth is on)."""
-    return {}
+    """Headers every test HTTP call sends: the admin's bearer token."""
+    return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 def api_client(base_url: str, headers: dict[str, str], **kwargs) -> httpx.AsyncClient:

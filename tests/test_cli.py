@@ -22,6 +22,7 @@ import pytest
 from contracts.systems import SYSTEMS
 from services.launcher import cli
 from services.launcher.natsserver import free_port
+from tests.conftest import ADMIN_ACTOR, ADMIN_TOKEN
 
 
 def start_gateway(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
@@ -48,7 +49,6 @@ async def gateway(engines, settings_env, tmp_path, monkeypatch):
     try:
         await wait_for_gateway(base, process)
         monkeypatch.setenv("AOC_GATEWAY_URL", base)
-        monkeypatch.setenv("AOC_ACTOR", "carol")
         yield base
     finally:
         await asyncio.to_thread(stop_gateway, process)
@@ -57,7 +57,7 @@ async def gateway(engines, settings_env, tmp_path, monkeypatch):
 async def wait_for_gateway(base: str, process: subprocess.Popen[bytes]) -> None:
     """Healthy, and every engine's heartbeat seen, so the dashboard is complete."""
     deadline = time.monotonic() + 30
-    async with httpx.AsyncClient(timeout=2) as client:
+    async with httpx.AsyncClient(timeout=2, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as client:
         while time.monotonic() < deadline:
             assert process.poll() is None, "the gateway exited; see gateway.log"
             with contextlib.suppress(httpx.HTTPError):
@@ -90,7 +90,8 @@ async def test_status_table_and_json(gateway, capsys):
 async def test_single_system_commands(gateway, capsys, tap):
     code, out, _ = await aoc(capsys, "stop", "soc-cycle", "--reason", "maintenance window")
     assert code == 0 and out.startswith("ok") and "soc-cycle" in out and "stopped" in out
-    audited = await tap.wait_for(lambda e: e.type == "command_handled" and e.actor == "carol")
+    # the actor is whose token the CLI sent, not a name it claims
+    audited = await tap.wait_for(lambda e: e.type == "command_handled" and e.actor == ADMIN_ACTOR)
     assert audited.payload().reason == "maintenance window" and audited.system == "soc-cycle"
 
     # a stopped engine refuses a trigger: one FAILED line, exit 1

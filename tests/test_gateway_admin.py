@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from contracts.systems import SYSTEMS
-from services.runtime.testing import running_engines
-from tests.conftest import api_client, serve_gateway
+from services.runtime.testing import running_engines, settled
+from tests.conftest import ADMIN_ACTOR, api_client, models_loaded, serve_gateway
 
 API = "/api/v1/admin"
 SPEC_FIELDS = {"name", "label", "running", "schedule", "last_run", "error_count", "success_rate"}
@@ -40,9 +40,7 @@ async def test_dashboard_has_the_spec_shape_for_all_seven(engines, http):
 
 
 async def test_emergency_stop_shows_at_once_then_start_clears_emergency(engines, http):
-    stop = await http.post(
-        f"{API}/emergency-stop/soc-cycle", json={"reason": "drill"}, headers={"X-AOC-Actor": "alice"}
-    )
+    stop = await http.post(f"{API}/emergency-stop/soc-cycle", json={"reason": "drill"})
     assert stop.status_code == 200
     assert stop.json()["state"] == "stopped" and stop.json()["changed"] is True
     board = (await http.get(f"{API}/dashboard")).json()  # read-your-writes, no waiting
@@ -108,8 +106,8 @@ async def test_unknown_system_is_a_clear_404(engines, http, method, path):
 
 
 async def test_unknown_system_attempts_are_audited(engines, http):
-    await http.post(f"{API}/emergency-stop/ghost", headers={"X-AOC-Actor": "mallory"})
-    log = (await http.get(f"{API}/activity-log", params={"actor": "mallory"})).json()["events"]
+    await http.post(f"{API}/emergency-stop/ghost")
+    log = (await http.get(f"{API}/activity-log", params={"actor": ADMIN_ACTOR})).json()["events"]
     assert log and log[0]["result"] == "rejected" and "ghost" in log[0]["detail"]
 
 
@@ -133,7 +131,8 @@ async def test_system_detail_has_deep_fields_and_state(engines, http):
 
 async def test_activity_log_limits_cursor_filters_and_csv(engines, http):
     for verb in ("emergency-stop", "start", "restart"):
-        await http.post(f"{API}/{verb}/deploy", headers={"X-AOC-Actor": "dave"})
+        await http.post(f"{API}/{verb}/deploy")
+    await settled(engines)  # the restarted deploy's first cycles are in before the walk
     assert (await http.get(f"{API}/activity-log", params={"limit": 0})).status_code == 422
     assert (await http.get(f"{API}/activity-log", params={"limit": 1001})).status_code == 422
 
@@ -156,18 +155,17 @@ async def test_activity_log_limits_cursor_filters_and_csv(engines, http):
     assert walked == [event["seq"] for event in everything["events"]]
     assert len(walked) == len(set(walked))
 
-    mine = (await http.get(f"{API}/activity-log", params={"actor": "dave", "system": "deploy"})).json()[
-        "events"
-    ]
-    assert mine and all(e["actor"] == "dave" and e["system"] == "deploy" for e in mine)
+    params = {"actor": ADMIN_ACTOR, "system": "deploy"}
+    mine = (await http.get(f"{API}/activity-log", params=params)).json()["events"]
+    assert mine and all(e["actor"] == ADMIN_ACTOR and e["system"] == "deploy" for e in mine)
     accepted = (await http.get(f"{API}/activity-log", params={"result": "accepted"})).json()["events"]
     assert accepted and all(e["result"] == "accepted" for e in accepted)
 
-    csv_text = (await http.get(f"{API}/activity-log", params={"format": "csv", "actor": "dave"})).text
+    csv_text = (await http.get(f"{API}/activity-log", params={"format": "csv", "actor": ADMIN_ACTOR})).text
     header, *rows = csv_text.strip().splitlines()
     assert header.startswith("seq,timestamp,system,action,result,actor")
     assert len(rows) == len(
-        (await http.get(f"{API}/activity-log", params={"actor": "dave"})).json()["events"]
+        (await http.get(f"{API}/activity-log", params={"actor": ADMIN_ACTOR})).json()["events"]
     )
 
 
@@ -194,7 +192,8 @@ async def test_metrics_per_service_and_totals(engines, http):
 
 
 async def test_health_reports_nats_stream_and_projection_lag(engines, http):
-    health = (await http.get("/health")).json()
+    assert (await http.get("/health")).json() == {"status": "up"}  # public: nothing more
+    health = (await http.get("/health/details")).json()
     assert health["status"] == "ok" and health["nats"]["connected"] is True
     assert health["projection"]["applied_seq"] <= health["stream"]["last_seq"]
     assert health["projection"]["lag"] == health["stream"]["last_seq"] - health["projection"]["applied_seq"]
@@ -248,6 +247,7 @@ async def test_restarted_gateway_rebuilds_views_equal_to_the_live_ones(settings,
         await live.post(f"{API}/restart/ml-retrain")
         await nc.request("aoc.ctl.heal-check.stop", b'{"actor":"erin"}', timeout=2)
         await nc.request("aoc.ctl.heal-check.bogus", b"", timeout=2)
+        await settled(hosts, lambda: models_loaded(hosts))  # the restarted ml-retrain's model is in
         # freeze the heartbeats so both gateways see the same last one
         for host in hosts.values():
             await host.stop_heartbeats()

@@ -74,18 +74,23 @@ def children_running(launcher: subprocess.Popen[bytes], module: str) -> list[psu
     return found
 
 
-def dashboard(base: str) -> dict[str, Any]:
-    return httpx.get(f"{base}/api/v1/admin/dashboard", timeout=2).json()["systems"]
+def generated_admin(data_dir: Path) -> dict[str, str]:
+    """The admin token `aoc up` made on its first run (the tests give it none)."""
+    return {"Authorization": f"Bearer {(data_dir / 'secrets' / 'admin.token').read_text().strip()}"}
 
 
-def reported_pid(base: str, slug: str) -> int | None:
+def dashboard(base: str, auth: dict[str, str]) -> dict[str, Any]:
+    return httpx.get(f"{base}/api/v1/admin/dashboard", headers=auth, timeout=2).json()["systems"]
+
+
+def reported_pid(base: str, auth: dict[str, str], slug: str) -> int | None:
     """The pid in the engine's latest heartbeat, as the gateway shows it."""
-    service = httpx.get(f"{base}/api/v1/admin/metrics", timeout=2).json()["services"][slug]
+    service = httpx.get(f"{base}/api/v1/admin/metrics", headers=auth, timeout=2).json()["services"][slug]
     return service and service["pid"]
 
 
-def all_running(base: str) -> bool:
-    systems = dashboard(base)
+def all_running(base: str, auth: dict[str, str]) -> bool:
+    systems = dashboard(base, auth)
     return set(systems) == set(SYSTEMS) and all(s["state"] == "running" for s in systems.values())
 
 
@@ -101,7 +106,10 @@ def test_up_supervises_and_stops_cleanly(tmp_path: Path):
     http_port = free_port()
     base = f"http://127.0.0.1:{http_port}"
     with launched(launcher_env(tmp_path, http_port), tmp_path) as launcher:
-        wait_until(lambda: all_running(base), START_TIMEOUT_S, "all seven engines running")
+        wait_until(lambda: (tmp_path / "aoc" / "secrets" / "admin.token").exists(), 10, "the admin token")
+        auth = generated_admin(tmp_path / "aoc")
+        wait_until(lambda: all_running(base, auth), START_TIMEOUT_S, "all seven engines running")
+        assert "generated a new admin token" in (tmp_path / "up.err").read_text()
         announced = f"AOC is up: dashboard {base}/admin-ops  (API {base}/api/v1/admin/dashboard)"
         wait_until(lambda: announced in (tmp_path / "up.out").read_text(), 5, "the dashboard URL")
         assert [p.name() for p in psutil.Process(launcher.pid).children() if "nats-server" in p.name()]
@@ -116,8 +124,8 @@ def test_up_supervises_and_stops_cleanly(tmp_path: Path):
         assert restarted.pid != crashed.pid
         wait_until(
             lambda: (
-                reported_pid(base, "soc-cycle") == restarted.pid
-                and dashboard(base)["soc-cycle"]["state"] == "running"
+                reported_pid(base, auth, "soc-cycle") == restarted.pid
+                and dashboard(base, auth)["soc-cycle"]["state"] == "running"
             ),
             15,
             "the restarted soc-cycle reporting running",

@@ -30,6 +30,7 @@ from nats.js.errors import NotFoundError
 
 from contracts import subjects
 from contracts.events import Envelope, envelope_decoder
+from services.runtime.bus import NatsCredentials, inbox_prefix
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -303,13 +304,14 @@ async def replay(
     *,
     err: IO[str] | None = None,
     show_progress: bool = False,
+    credentials: NatsCredentials | None = None,
 ) -> ReplayStats:
     """Write the matching events to ``out`` and return what happened; gaps, notes and
     the summary line go to ``err``."""
     err = err or sys.stderr
     progress = Progress(err, show_progress)
     writer = WRITERS[options.format](out)
-    nc = await _connect(url)
+    nc = await _connect(url, credentials)
     try:
         stats = await _replay_stream(nc, options, writer, progress)
     finally:
@@ -322,16 +324,21 @@ async def replay(
     return stats
 
 
-async def _connect(url: str) -> Any:
+async def _connect(url: str, credentials: NatsCredentials | None) -> Any:
     """Connect once, failing fast with the real reason (nats-py would retry and print tracebacks)."""
     errors: list[Exception] = []
 
     async def remember(exc: Exception) -> None:
         errors.append(exc)
 
+    auth: dict[str, Any] = {}
+    if credentials is not None:  # the secure embedded server: read as a human NATS user
+        auth = {"user": credentials.user, "password": credentials.password}
+        auth["inbox_prefix"] = inbox_prefix(credentials.user)
     try:
         return await nats.connect(
             url,
+            **auth,
             name="aoc-audit-replay",
             connect_timeout=3,
             allow_reconnect=False,
@@ -405,13 +412,14 @@ def run_replay_command(
     url: str,
     options: ReplayOptions,
     output: Path | None,
+    credentials: NatsCredentials | None = None,
 ) -> int:
     """Entry point for `aoc audit replay`; returns the exit code."""
     try:
         if output is None:
-            return _replay_to(url, options, sys.stdout.buffer, show_progress=False)
+            return _replay_to(url, options, sys.stdout.buffer, False, credentials)
         with open(output, "wb", buffering=1 << 20) as out:
-            return _replay_to(url, options, out, show_progress=True)
+            return _replay_to(url, options, out, True, credentials)
     except ReplayError as exc:
         print(f"aoc audit replay: {exc}", file=sys.stderr)
         return EXIT_ERROR
@@ -422,6 +430,8 @@ def run_replay_command(
         return EXIT_OK
 
 
-def _replay_to(url: str, options: ReplayOptions, out: IO[bytes], *, show_progress: bool) -> int:
-    stats = asyncio.run(replay(url, options, out, show_progress=show_progress))
+def _replay_to(
+    url: str, options: ReplayOptions, out: IO[bytes], show_progress: bool, credentials: NatsCredentials | None
+) -> int:
+    stats = asyncio.run(replay(url, options, out, show_progress=show_progress, credentials=credentials))
     return stats.exit_code

@@ -13,7 +13,6 @@ Heavy imports happen inside the command that needs them, to keep `aoc status` qu
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import os
 import sys
@@ -23,6 +22,8 @@ from typing import Any
 
 from contracts.settings import Settings
 from contracts.systems import ALL, SYSTEMS
+from gateway.security.tokens import read_admin_token
+from services.runtime.bus import nats_credentials
 
 API = "/api/v1/admin"
 HTTP_TIMEOUT_S = 30.0  # a bulk command waits for seven engines, each up to the control timeout
@@ -48,20 +49,11 @@ def gateway_url(settings: Settings) -> str:
     return os.environ.get("AOC_GATEWAY_URL") or f"http://127.0.0.1:{settings.http_port}"
 
 
-def current_actor() -> str:
-    if os.environ.get("AOC_ACTOR"):
-        return os.environ["AOC_ACTOR"]
-    try:
-        return getpass.getuser()
-    except Exception:  # no user name in this environment (some containers)
-        return "cli"
-
-
 def request_headers() -> dict[str, str]:
-    headers = {"X-AOC-Actor": current_actor()}
-    if os.environ.get("AOC_TOKEN"):
-        headers["Authorization"] = f"Bearer {os.environ['AOC_TOKEN']}"
-    return headers
+    # The gateway records the token's identity as the actor; without AOC_TOKEN, the admin
+    # token `aoc up` wrote into this data dir (a local operator at the console).
+    token = os.environ.get("AOC_TOKEN") or read_admin_token(Settings())
+    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 def call_gateway(method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
@@ -210,7 +202,10 @@ def audit_replay(args: argparse.Namespace) -> int:
     options = audit.ReplayOptions(
         since=since, until=until, system=args.system, actor=args.actor, format=args.format
     )
-    return audit.run_replay_command(Settings().effective_nats_url, options, args.output)
+    settings = Settings()
+    # on the secure embedded server, read as the operator user (docs/security.md §3)
+    credentials = nats_credentials(settings, settings.nats_user or "operator")
+    return audit.run_replay_command(settings.effective_nats_url, options, args.output, credentials)
 
 
 # --- the parser ---------------------------------------------------------------------------

@@ -27,6 +27,7 @@ import httpx
 
 from contracts.settings import Settings
 from contracts.systems import SYSTEMS
+from gateway.security.tokens import admin_token_notice
 from services.launcher.natsserver import NatsServer
 
 STOP_GRACE_S = 10.0  # SIGTERM, then this long before SIGKILL
@@ -268,6 +269,11 @@ def start_nats(settings: Settings) -> NatsServer:
         sync_interval=settings.nats_sync_interval,
         monitor_port=settings.nats_monitor_port,
         log_file=settings.data_dir / "logs" / "nats-server.log",
+        # users and subject permissions (docs/security.md §3); children find their
+        # generated credentials in this directory
+        secure=settings.nats_secure,
+        credentials_dir=settings.effective_nats_credentials_dir,
+        operators=settings.nats_operators,
     )
     try:
         return server.start()
@@ -323,9 +329,12 @@ async def run_up(settings: Settings) -> int:
     server: NatsServer | None = None
     if settings.embedded:
         server = await asyncio.to_thread(start_nats, settings)
-        say(f"embedded nats-server on {server.url} (store {server.data_dir})")
+        mode = f"users in {server.credentials_dir}" if server.secure else "no auth: AOC_NATS_SECURE=false"
+        say(f"embedded nats-server on {server.url} (store {server.data_dir}; {mode})")
     else:
         say(f"using NATS at {settings.effective_nats_url}")
+    for line in admin_token_notice(settings, public_base_url(settings)):
+        say(line)
 
     supervisor = Supervisor(child_specs(settings))
     supervisor.start()

@@ -3,13 +3,21 @@
 Every event is published to JetStream and waits for the stream's ack; on failure it
 is retried with backoff until ``publish_deadline``. The event id is sent as
 ``Nats-Msg-Id``, so a retry after a lost ack is stored once (duplicate window).
+
+Credentials: ``AOC_NATS_USER`` with ``AOC_NATS_PASSWORD`` or ``AOC_NATS_PASSWORD_FILE``
+when set (compose, a managed cluster); otherwise the file the embedded secure server
+generated for this service (``<credentials dir>/<service>.json``), used only when it was
+written for the server we connect to; otherwise none (a plain server).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
+from dataclasses import dataclass
+from typing import Any
 
 import nats
 import structlog
@@ -36,9 +44,65 @@ RETRYABLE = (
 )
 
 
+def inbox_prefix(user: str) -> str:
+    """Each NATS user gets its own inbox namespace on the secure server, so no service
+    can read the replies meant for another."""
+    return f"_INBOX_{user}"
+
+
+@dataclass(frozen=True)
+class NatsCredentials:
+    user: str
+    password: str
+
+
+def service_identity(name: str) -> str:
+    """Connection name -> NATS user: 'aoc-soc-cycle' -> 'soc-cycle', 'aoc-gateway' -> 'gateway'."""
+    return name.removeprefix("aoc-")
+
+
+def nats_credentials(settings: Settings, identity: str) -> NatsCredentials | None:
+    if settings.nats_user:
+        if settings.nats_password_file is not None:
+            password = settings.nats_password_file.read_text().strip()
+        elif settings.nats_password is not None:
+            password = settings.nats_password.get_secret_value()
+        else:
+            raise ValueError("AOC_NATS_USER needs AOC_NATS_PASSWORD or AOC_NATS_PASSWORD_FILE")
+        return NatsCredentials(settings.nats_user, password)
+    path = settings.effective_nats_credentials_dir / f"{identity}.json"
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    # files left by an earlier embedded server mean nothing to another server
+    if record.get("url") != settings.effective_nats_url:
+        return None
+    return NatsCredentials(record["user"], record["password"])
+
+
+def connect_options(settings: Settings, identity: str) -> dict[str, Any]:
+    """Server list and credentials for nats.connect, for callers that tune the rest."""
+    options: dict[str, Any] = {"servers": settings.effective_nats_url.split(",")}  # a cluster may be listed
+    credentials = nats_credentials(settings, identity)
+    if credentials is not None:
+        options.update(
+            user=credentials.user, password=credentials.password, inbox_prefix=inbox_prefix(credentials.user)
+        )
+    return options
+
+
 async def connect(settings: Settings, name: str) -> Client:
+    identity = service_identity(name)
+    options = connect_options(settings, identity)
+
     async def on_error(exc: Exception) -> None:
-        log.warning("nats.error", error=str(exc))
+        text = str(exc)
+        if "permissions violation" in text.lower():
+            # a subject this service needs is missing from services/launcher/natsauth.py
+            log.error("nats.permission_denied", error=text, user=options.get("user"))
+        else:
+            log.warning("nats.error", error=text)
 
     async def on_disconnect() -> None:
         log.warning("nats.disconnected")
@@ -46,8 +110,10 @@ async def connect(settings: Settings, name: str) -> Client:
     async def on_reconnect() -> None:
         log.info("nats.reconnected")
 
+    if "user" in options:
+        log.info("nats.credentials", user=options["user"])
     return await nats.connect(
-        settings.effective_nats_url.split(","),  # NATS_URL may list a whole cluster
+        **options,
         name=name,
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.5,

@@ -20,6 +20,7 @@ from nats.micro.service import ServiceVerb, control_subject
 
 from contracts.settings import Settings
 from contracts.systems import SYSTEMS
+from services.runtime.bus import connect_options
 
 GATEWAY = "gateway"
 TIMEOUT = 2.0
@@ -39,7 +40,7 @@ async def ping_engine(settings: Settings, slug: str) -> None:
 
     try:  # two tries per server at most, no reconnects: a probe must fail fast
         nc = await nats.connect(
-            settings.effective_nats_url.split(","),  # a cluster may be listed comma-separated
+            **connect_options(settings, slug),  # the engine's own user on the secure server
             name=f"healthcheck-{slug}",
             connect_timeout=TIMEOUT,
             allow_reconnect=False,

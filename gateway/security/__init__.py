@@ -1,0 +1,1 @@
+"""Authentication, authorization and HTTP hardening of the gateway (docs/security.md)."""

@@ -1,0 +1,58 @@
+"""Roles and the identity of a caller.
+
+Roles are ordered: each one may do everything the one below it may.
+  viewer   — reads;
+  operator — trigger, start, restart, factory submit/generate;
+  admin    — emergency stop, kill switch, restart-all, deploy, token management.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import IntEnum
+
+from contracts.systems import SYSTEMS
+
+
+class Role(IntEnum):
+    VIEWER = 1
+    OPERATOR = 2
+    ADMIN = 3
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+    @classmethod
+    def parse(cls, value: object) -> Role | None:
+        if isinstance(value, str) and value.upper() in cls.__members__:
+            return cls[value.upper()]
+        return None
+
+    @classmethod
+    def highest(cls, values: object) -> Role | None:
+        """The highest known role in a claim that is one name or a list of names."""
+        names = values if isinstance(values, list) else [values]
+        roles = [role for role in map(cls.parse, names) if role is not None]
+        return max(roles, default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    name: str  # recorded as the actor of every command this caller sends
+    role: Role | None  # None: authenticated, but allowed nothing
+    method: str  # token | jwt | ticket | disabled
+
+
+BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="aoc"'}  # what a 401 asks for
+
+# Actors that mean something else in the audit log: the engines record themselves by
+# slug, the gateway as "gateway", raw NATS senders as "nats:<user>".
+RESERVED_NAMES = frozenset({*SYSTEMS, "gateway", "system", "anonymous", "cli", "all"})
+_NAME = re.compile(r"^[A-Za-z0-9][\w.@+|-]{0,127}$")
+
+
+def valid_actor_name(name: str) -> bool:
+    """Names an identity may carry into the audit log (no ':' — that marks 'nats:<user>')."""
+    return bool(_NAME.fullmatch(name)) and name.lower() not in RESERVED_NAMES
