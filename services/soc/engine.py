@@ -1,45 +1,533 @@
 """Autonomous SOC Engine — `soc-cycle`.
 
-MINIMAL: this engine's domain work (triages no alerts yet) arrives with issue #4. Until then
-each cycle is a placeholder that says so in its result; lifecycle, control, events,
-heartbeats and counters are the real shared runtime.
+The story:
+- Alerts wait in the work queue ``AOC_ALERTS`` (from the gateway or the raw intake).
+- **triage** pulls them in batches, scores each batch with the three models (one call
+  per model), decides auto_resolve / escalate / contain (services/soc/policy.py) and
+  publishes the decisions with their scores and reasons; only then are the queue
+  messages acked, so a crash can redeliver but never lose an alert, and the decided
+  ids (rebuilt from the events at start) make sure none is decided twice.
+- **escalation** (10 s): escalations nobody answered within their severity's SLA go to
+  a human — the engine's error count.
+- **soar**: every confirmed threat (a contain decision, or an analyst's true-positive
+  verdict) runs the first matching declarative playbook — e.g. a block rule.
+- **hunting** (5 min): recent alerts against the IOCs of the current advisories.
+- New model versions are hot-reloaded on ``model_published`` (and checked against the
+  registry pointer every escalation pass); a refused version leaves the last good one
+  in place.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from datetime import timedelta
 from typing import Any
 
+import msgspec
+import structlog
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.js.errors import BucketNotFoundError, NoKeysError, NotFoundError
+
+from contracts import ml, soc, subjects
+from contracts.advisory import ADVISORIES_BUCKET, Advisory
+from contracts.events import Summary, envelope_decoder, new_event, utcnow
+from services.ml.models import ModelBundle
+from services.ml.registry import ModelRefused, ModelRegistry
+from services.ml.replay import replay
 from services.runtime import CycleOutcome, Engine, Loop
+from services.soc import hunting, playbooks
+from services.soc.config import SocConfig
+from services.soc.intake import Intake
+from services.soc.state import SocState, merge_totals
+from services.soc.triage import TriagedEvent, decide_batch, fresh_alerts
+
+log = structlog.get_logger()
+
+THREAD_THRESHOLD = 200  # alerts: score bigger batches in a worker thread, keep the loop free
+PUBLISH_WINDOW = 16  # decision events in flight at once: bursts beyond this only queue up at the server
+_advisory_decoder = msgspec.json.Decoder(Advisory)
 
 
 class SocEngine(Engine):
     slug = "soc-cycle"
-    minimal_work = "minimal placeholder cycle: real work arrives with issue #4"
 
     def __init__(self, settings) -> None:
         super().__init__(settings)
+        self.config = SocConfig()
+        self.thresholds = self.config.thresholds()
+        self.playbooks = playbooks.load_playbooks(self.config.playbooks_dir)
+        self.state = SocState(self.config.max_alerts_in_memory)
+        self.bundle: ModelBundle | None = None
+        self.pointer: ml.ModelPointer | None = None
+        self.queue_depth: int | None = None
+        self.last_hunt: dict[str, Any] = {}
+        self._reload_lock = asyncio.Lock()
+        self._refused: set[tuple] = set()  # pointers already refused: not retried every pass
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._subs: list[Any] = []
 
     def loops(self) -> list[Loop]:
         return [
-            Loop("triage", self.interval("triage", 1800), self._minimal_cycle("triage"), primary=True),
-            Loop("escalation", self.interval("escalation", 10), self._minimal_cycle("escalation")),
-            Loop("soar", self.interval("soar", 3600), self._minimal_cycle("soar")),
-            Loop("hunting", self.interval("hunting", 300), self._minimal_cycle("hunting")),
+            Loop("triage", self.interval("triage", 0.05), self._triage),
+            # primary: `trigger` answers with statistics and must not wait behind a triage pull
+            Loop("escalation", self.interval("escalation", 10), self._escalate, primary=True),
+            Loop("soar", self.interval("soar", 5), self._run_playbooks),
+            Loop("hunting", self.interval("hunting", 300), self._hunt),
         ]
 
-    def _minimal_cycle(self, loop: str):
-        async def cycle() -> CycleOutcome:
-            return CycleOutcome(
-                detail=f"{loop}: minimal cycle, no domain work yet (issue #4)",
-                quiet=True,
-                output={"minimal": True},
+    # --- start ---------------------------------------------------------------------------
+
+    async def setup(self) -> None:
+        host = self.host
+        assert host is not None and host.nc is not None
+        js = host.js
+        await soc.ensure_soc_streams(js, self.settings)
+        self.registry = await ModelRegistry(js, self.settings).open()
+        await self._rebuild()
+        self.queue = await js.pull_subscribe(
+            soc.ALERT_QUEUE,
+            durable=soc.TRIAGE_CONSUMER,
+            stream=soc.ALERTS_STREAM,
+            config=ConsumerConfig(ack_wait=self.config.ack_wait, max_ack_pending=100_000),
+        )
+        self.intake = Intake(host.nc, js, host.publish, self._lookup)
+        await self.intake.start()
+        since = utcnow() - timedelta(hours=self.config.memory_hours)
+        self._subs.append(
+            await js.subscribe(
+                soc.FEEDBACK_QUEUE,
+                ordered_consumer=True,
+                cb=self._on_feedback,
+                config=ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=since),
+            )
+        )
+        self._subs.append(
+            await js.subscribe(
+                subjects.evt(ml.ML_SYSTEM, ml.MODEL_PUBLISHED),
+                ordered_consumer=True,
+                cb=self._on_model_published,
+                config=ConsumerConfig(deliver_policy=DeliverPolicy.NEW),
+            )
+        )
+        await self._load_active_models()
+
+    async def teardown(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        with contextlib.suppress(Exception):
+            await self.intake.stop()
+        # a pull subscription left open makes the connection's drain time out
+        for sub in [*self._subs, self.queue]:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def _rebuild(self) -> None:
+        """Replay this engine's own decisions (and hunts, escalations, playbooks) of the
+        last ``memory_hours``; the counters come from the newest event of each kind, so
+        they survive even when nothing happened inside the window."""
+        js = self.host.js  # type: ignore[union-attr]
+        for kind in (soc.AlertsTriaged, soc.EscalatedToHuman, soc.PlaybookExecuted):
+            with contextlib.suppress(NotFoundError):
+                raw = await js.get_last_msg(subjects.EVENTS_STREAM, subjects.evt(self.slug, kind.TYPE))
+                # the counters only: an event older than the window must not reopen its alerts
+                self.state.totals = merge_totals(self.state.totals, _payload(raw.data, kind).totals)
+
+        def on_event(_seq: int, data: bytes, _at: Any) -> None:
+            envelope = envelope_decoder.decode(data)
+            kind = soc.SOC_PAYLOAD_TYPES.get(envelope.type)
+            if kind is not None:
+                self.state.apply(msgspec.json.decode(envelope.data, type=kind))
+
+        since = utcnow() - timedelta(hours=self.config.memory_hours)
+        await replay(js, subjects.evt(self.slug, "*"), on_event, start_time=since)
+
+    def _lookup(self, alert_id: str) -> tuple[soc.AlertSummary, str] | None:
+        record = self.state.alerts.get(alert_id)
+        return (record.alert, record.decision) if record else None
+
+    async def _on_feedback(self, msg: Msg) -> None:
+        with contextlib.suppress(msgspec.ValidationError, msgspec.DecodeError):
+            self.state.apply_feedback(soc.feedback_decoder.decode(msg.data))
+
+    # --- models --------------------------------------------------------------------------
+
+    async def _on_model_published(self, msg: Msg) -> None:
+        try:
+            published = _payload(msg.data, ml.ModelPublished)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            return
+        self._spawn(self._reload(published.pointer))
+
+    async def _load_active_models(self) -> None:
+        pointer = await self.registry.active_pointer()
+        if pointer is not None:
+            await self._reload(pointer)
+
+    async def _reload(self, pointer: ml.ModelPointer) -> None:
+        async with self._reload_lock:
+            current = self.pointer
+            if (
+                current is not None
+                and current.version == pointer.version
+                and current.sha256 == pointer.sha256
+            ):
+                return
+            previous = current.version if current else None
+            key = (pointer.version, tuple(sorted(pointer.sha256.items())))
+            if key in self._refused:
+                return
+            try:
+                bundle = await self.registry.load_bundle(pointer)
+            except ModelRefused as exc:
+                if exc.permanent:
+                    self._refused.add(key)
+                log.warning("soc.model_refused", version=pointer.version, reason=exc.reason)
+                await self.host.publish(  # type: ignore[union-attr]
+                    soc.ModelsReloaded(version=pointer.version, previous=previous, ok=False, error=str(exc)),
+                    Summary(
+                        action="model_refused",
+                        detail=f"{exc}; still using {previous or 'no model'}",
+                        result="failed",
+                    ),
+                )
+                return
+            self.bundle, self.pointer = bundle, pointer
+            await self.host.publish(  # type: ignore[union-attr]
+                soc.ModelsReloaded(version=pointer.version, previous=previous, ok=True),
+                Summary(
+                    action="models_reloaded",
+                    detail=f"Triage now scores with model {pointer.version} (was {previous or 'none'})",
+                ),
             )
 
-        return cycle
+    # --- triage --------------------------------------------------------------------------
+
+    async def _triage(self) -> CycleOutcome:
+        if self.bundle is None:
+            await self._load_active_models()
+            if self.bundle is None:
+                return CycleOutcome(quiet=True, detail="waiting for the first model version from ml-retrain")
+        decided = duplicates = rejected = 0
+        wait = self.config.fetch_wait
+        while decided + duplicates < self.config.max_alerts_per_cycle:
+            try:
+                messages = await self.queue.fetch(self.config.fetch_batch, timeout=wait)
+            except (NatsTimeoutError, TimeoutError):
+                break
+            wait = 0.05  # drain what is there; the next empty pull ends the cycle
+            counts = await self._triage_messages(messages)
+            decided += counts[0]
+            duplicates += counts[1]
+            rejected += counts[2]
+        if not (decided or duplicates or rejected):
+            return CycleOutcome(quiet=True, detail="queue empty")
+        detail = f"Triaged {decided} alerts ({duplicates} duplicates skipped, {rejected} messages rejected)"
+        # the decision events are the record: the cycle itself stays out of the log
+        return CycleOutcome(
+            ok=rejected == 0,
+            result="success" if rejected == 0 else "failed",
+            detail=detail,
+            quiet=True,
+            output={"decided": decided, "duplicates": duplicates, "rejected": rejected},
+        )
+
+    async def _triage_messages(self, messages: list[Msg]) -> tuple[int, int, int]:
+        """Decide the alerts of these queue messages in rounds of about ``round_alerts``
+        (a message is never split), acking each round's messages once its decisions are
+        stored."""
+        rounds: list[tuple[list[Msg], list[soc.Alert]]] = [([], [])]
+        rejected = 0
+        for msg in messages:
+            try:
+                alerts = soc.decode_alerts(msg.data)
+            except soc.AlertDecodeError as exc:
+                # someone published to the queue subject directly, past the intake
+                rejected += 1
+                await msg.term()
+                await self._audit_rejected(msg, exc)
+                continue
+            if rounds[-1][1] and len(rounds[-1][1]) + len(alerts) > self.config.round_alerts:
+                rounds.append(([], []))
+            rounds[-1][0].append(msg)
+            rounds[-1][1].extend(alerts)
+        decided = duplicates = 0
+        for index, (round_messages, alerts) in enumerate(rounds):
+            for later, _ in rounds[index + 1 :]:  # still being worked on: no redelivery yet
+                for msg in later:
+                    await msg.in_progress()
+            if round_messages:
+                counts = await self._decide_round(alerts)
+                decided += counts[0]
+                duplicates += counts[1]
+                for msg in round_messages:  # only now: the decisions are stored
+                    await msg.ack()
+        return decided, duplicates, rejected
+
+    async def _decide_round(self, alerts: list[soc.Alert]) -> tuple[int, int]:
+        fresh, duplicates = fresh_alerts(alerts, self.state.knows)
+        bundle, totals, now = self.bundle, self.state.totals, utcnow()
+        assert bundle is not None
+        totals = msgspec.structs.replace(totals, duplicates=totals.duplicates + duplicates)
+        if len(fresh) >= THREAD_THRESHOLD:
+            result = await asyncio.to_thread(decide_batch, fresh, bundle, self.thresholds, totals, now)
+        else:
+            result = decide_batch(fresh, bundle, self.thresholds, totals, now)
+        if duplicates and not result.events:
+            self.state.totals = merge_totals(self.state.totals, totals)
+        window = asyncio.Semaphore(PUBLISH_WINDOW)
+
+        async def publish(event: TriagedEvent) -> None:
+            async with window:
+                await self._publish(event.payload, event.summary, event.event_id)
+
+        await asyncio.gather(*(publish(event) for event in result.events))
+        return result.decided, duplicates
+
+    async def _publish(self, payload: msgspec.Struct, summary: Summary, event_id: str | None = None) -> None:
+        """Store the event, then fold it into the state (the same fold the rebuild uses)."""
+        host = self.host
+        assert host is not None
+        event = new_event(system=self.slug, payload=payload, summary=summary, event_id=event_id)
+        await host.publisher.publish(event)
+        self.state.apply(payload)
+
+    async def _audit_rejected(self, msg: Msg, exc: soc.AlertDecodeError) -> None:
+        await self._publish(
+            soc.AlertRejected(
+                subject=msg.subject,
+                error="invalid_alert",
+                message=str(exc),
+                field=exc.field,
+                body_excerpt=msg.data[:200].decode("utf-8", "replace"),
+            ),
+            Summary(action="alert_rejected", detail=f"{msg.subject}: {exc}"[:1000], result="rejected"),
+        )
+
+    # --- escalation ----------------------------------------------------------------------
+
+    async def _escalate(self) -> CycleOutcome:
+        await self._check_pointer()
+        await self._measure_queue()
+        overdue = self.state.overdue(utcnow())
+        for escalation in overdue:
+            now = utcnow()
+            totals = msgspec.structs.replace(
+                self.state.totals, escalated_to_human=self.state.totals.escalated_to_human + 1
+            )
+            late = (now - escalation.sla_due).total_seconds()
+            await self._publish(
+                soc.EscalatedToHuman(
+                    alert_id=escalation.alert_id,
+                    title=escalation.title,
+                    severity=escalation.severity,
+                    escalated_at=escalation.escalated_at,
+                    sla_due=escalation.sla_due,
+                    overdue_seconds=round(late, 1),
+                    totals=totals,
+                ),
+                Summary(
+                    action="escalated_to_human",
+                    detail=f"[{escalation.severity}] {escalation.title!r} ({escalation.alert_id}) unanswered "
+                    f"past its SLA: handed to the on-call analyst",
+                    result="escalated_to_human",
+                ),
+                event_id=f"human-{escalation.alert_id}",
+            )
+        if not overdue:
+            return CycleOutcome(
+                quiet=True, detail=f"{len(self.state.open_escalations)} escalations within SLA"
+            )
+        return CycleOutcome(
+            quiet=True,  # each hand-over is its own event
+            detail=f"{len(overdue)} escalations past SLA handed to a human",
+            output={"escalated_to_human": len(overdue)},
+        )
+
+    async def _check_pointer(self) -> None:
+        """A missed model_published event must not leave triage on an old version."""
+        with contextlib.suppress(Exception):
+            pointer = await self.registry.active_pointer()
+            if pointer is not None and (self.pointer is None or pointer.version != self.pointer.version):
+                await self._reload(pointer)
+
+    async def _measure_queue(self) -> None:
+        with contextlib.suppress(Exception):
+            info = await self.queue.consumer_info()
+            self.queue_depth = info.num_pending + info.num_ack_pending
+
+    # --- SOAR ----------------------------------------------------------------------------
+
+    async def _run_playbooks(self) -> CycleOutcome:
+        ran: dict[str, int] = {}
+        failed = 0
+        for alert_id, why in list(self.state.confirmed.items()):
+            record = self.state.alerts.get(alert_id)
+            if record is None:  # fell out of memory
+                self.state.confirmed.pop(alert_id, None)
+                continue
+            playbook = playbooks.select(self.playbooks, record.alert)
+            if playbook is None:
+                self.state.confirmed.pop(alert_id, None)
+                continue
+            result, artefacts = playbooks.run(playbook, record.alert, utcnow())
+            failed += result == "failed"
+            ran[result] = ran.get(result, 0) + 1
+            totals = msgspec.structs.replace(
+                self.state.totals, playbooks_run=self.state.totals.playbooks_run + 1
+            )
+            await self._publish(
+                soc.PlaybookExecuted(
+                    alert_id=alert_id,
+                    playbook=playbook.name,
+                    trigger=why,
+                    result=result,
+                    actions=artefacts,
+                    totals=totals,
+                ),
+                Summary(
+                    action="playbook_executed",
+                    detail=f"{playbook.name} for {record.alert.title!r} ({alert_id}): {describe(artefacts)}",
+                    result=result,
+                ),
+                event_id=f"playbook-{alert_id}",
+            )
+        if not ran:
+            return CycleOutcome(quiet=True, detail="no confirmed threats waiting")
+        return CycleOutcome(
+            ok=failed == 0,
+            result="success" if not failed else "failed",
+            quiet=True,  # each run is its own event
+            detail=", ".join(f"{n} {result}" for result, n in ran.items()),
+            output=ran,
+        )
+
+    # --- threat hunting ------------------------------------------------------------------
+
+    async def _hunt(self) -> CycleOutcome:
+        advisories = await self._advisories()
+        index = hunting.IocIndex(advisories)
+        since = utcnow() - timedelta(hours=self.config.hunt_window_hours)
+        recent = list(self.state.recent_alerts(since))
+        findings = hunting.hunt(recent, index, self.state.reported_findings)
+        report = soc.ThreatHuntCompleted(
+            alerts_searched=len(recent), advisories=index.advisories, iocs=len(index), findings=findings
+        )
+        detail = (
+            f"Hunted {len(recent)} recent alerts against {len(index)} indicators from "
+            f"{index.advisories} advisories: {len(findings)} new findings"
+        )
+        if findings:
+            top = findings[0]
+            detail += f" (e.g. {top.ioc_type} {top.ioc_value} of {top.advisory_id} in alert {top.alert_id})"
+        await self._publish(
+            report,
+            Summary(action="threat_hunt", detail=detail, result="findings" if findings else "no_findings"),
+        )
+        self.last_hunt = {"time": utcnow().isoformat(), "detail": detail, "findings": len(findings)}
+        return CycleOutcome(quiet=True, detail=detail, output={"findings": len(findings)})
+
+    async def _advisories(self) -> list[Advisory]:
+        js = self.host.js  # type: ignore[union-attr]
+        try:
+            kv = await js.key_value(ADVISORIES_BUCKET)
+            keys = await kv.keys()
+        except (BucketNotFoundError, NotFoundError, NoKeysError):
+            return []
+        found = []
+        for key in keys:
+            with contextlib.suppress(Exception):
+                entry = await kv.get(key)
+                if entry.value:
+                    found.append(_advisory_decoder.decode(entry.value))
+        return found
+
+    # --- control and status ----------------------------------------------------------------
+
+    async def trigger(self, args: dict[str, Any]) -> CycleOutcome:
+        stats = self.stats()
+        return CycleOutcome(
+            action="soc_stats",
+            detail=(
+                f"{stats['alerts_processed']} alerts processed: {stats['auto_resolved']} auto-resolved, "
+                f"{stats['escalated']} escalated, {stats['contained']} contained, "
+                f"{stats['escalated_to_human']} escalated to a human; queue {stats['queue_depth']}"
+            ),
+            output=stats,
+        )
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            **self.state.stats(),
+            "queue_depth": self.queue_depth,
+            "model_version": self.pointer.version if self.pointer else None,
+            "intake_accepted": getattr(getattr(self, "intake", None), "accepted", 0),
+            "intake_rejected": getattr(getattr(self, "intake", None), "rejected", 0),
+        }
+
+    def error_count(self, cycle_errors: int) -> int:
+        return self.state.totals.escalated_to_human
 
     def status_extras(self) -> dict[str, Any]:
+        totals = self.state.totals
         return {
-            "alerts_processed": 0,
-            "auto_resolved": 0,
-            "escalated_to_human": 0,
+            "alerts_processed": totals.alerts_processed,
+            "auto_resolved": totals.auto_resolved,
+            "escalated_to_human": totals.escalated_to_human,
+            "escalated": totals.escalated,
+            "contained": totals.contained,
+            "open_escalations": len(self.state.open_escalations),
+            "model_version": self.pointer.version if self.pointer else None,
         }
+
+    def detail_extras(self) -> dict[str, Any]:
+        return {
+            "recent_decisions": self.state.recent(),
+            "stats": self.stats(),
+            "open_escalations": [
+                {
+                    "alert_id": e.alert_id,
+                    "title": e.title,
+                    "severity": e.severity,
+                    "sla_due": e.sla_due.isoformat(),
+                }
+                for e in sorted(self.state.open_escalations.values(), key=lambda e: e.sla_due)[:50]
+            ],
+            "playbooks": [
+                {"name": p.name, "file": p.file, "description": p.description} for p in self.playbooks
+            ],
+            "thresholds": msgspec.to_builtins(self.thresholds.__dict__),
+            "last_hunt": self.last_hunt,
+        }
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _payload(data: bytes, kind: type[msgspec.Struct]) -> Any:
+    return msgspec.json.decode(envelope_decoder.decode(data).data, type=kind)
+
+
+def describe(artefacts: list[dict[str, Any]]) -> str:
+    parts = []
+    for artefact in artefacts:
+        kind, status = artefact["type"], artefact.get("status")
+        if kind == "block_ip" and status == "generated":
+            parts.append(f"block {artefact['ip']} {artefact['direction']}")
+        elif kind == "block_domain":
+            parts.append(f"sinkhole {artefact['domain']}")
+        elif kind == "block_hash":
+            parts.append(f"block hash {artefact['sha256'][:12]}…")
+        elif kind == "isolate_host":
+            parts.append(f"isolate {artefact['host']}")
+        elif kind == "disable_account":
+            parts.append(f"disable {artefact['user']}")
+        elif kind == "open_ticket":
+            parts.append(f"ticket {artefact['priority']} to {artefact['queue']}")
+        else:
+            parts.append(f"{kind} {status}: {artefact.get('reason', '')}".strip())
+    return ", ".join(parts) or "no actions"
