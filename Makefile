@@ -21,10 +21,11 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 up: $(VENV)/.installed-run
 	exec $(BIN)/aoc up
 
-## Lint, then every test against a real nats-server. pytest's exit 5 (no tests) fails loudly.
+## Lint, then every test against a real nats-server (and the dashboard in Debian's Chromium). pytest's exit 5 (no tests) fails loudly.
 test: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	scripts/ensure-chromium.sh
 	@$(BIN)/python -m pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: the suite is missing" >&2; fi; \
 	exit $$rc
@@ -41,6 +42,8 @@ format:
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/replay.py
 	$(BIN)/python bench/control.py
+	$(BIN)/python bench/factory.py
+	$(BIN)/python bench/soc.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
