@@ -1,0 +1,263 @@
+"""Control latency: HTTP emergency stop until the dashboard shows it, against raw NATS.
+
+Starts the real stack as processes (nats-server, the seven engines, the gateway), waits
+until the dashboard shows all seven running, then measures, interleaved:
+
+  stop      POST /api/v1/admin/emergency-stop/<system> (rotating through the systems),
+            timed from sending the POST until GET /api/v1/admin/dashboard first shows the
+            system 'stopped'; baseline: the raw NATS request aoc.ctl.<system>.stop.
+  kill-all  POST /api/v1/admin/emergency-stop-all until the dashboard shows all seven
+            stopped; baseline: seven raw stop requests in parallel.
+
+Restarting between iterations is not timed. Targets (issue): stop p99 <= 25 ms,
+kill-all p99 <= 100 ms, judged with the shipped fsync policy (sync_interval=always).
+
+    .venv/bin/python bench/control.py                  # always, then 2m for comparison
+    .venv/bin/python bench/control.py --sync always --stops 500
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import httpx
+import msgspec
+import nats
+from _common import (
+    AUTH,
+    Children,
+    ForeignCpu,
+    child_env,
+    interrupt_on_sigterm,
+    load_average,
+    machine_facts,
+    nats_server,
+    percentile,
+    print_table,
+    verdict,
+)
+from nats.aio.client import Client
+
+from contracts import subjects
+from contracts.commands import Command, reply_decoder
+from contracts.systems import SYSTEMS
+from services.launcher.natsserver import free_port
+
+STOP_TARGET_MS = 25.0
+KILL_ALL_TARGET_MS = 100.0
+ADMIN = "/api/v1/admin"
+SLUGS = list(SYSTEMS)
+RAW_BODY = msgspec.json.encode(Command(actor="bench", reason="benchmark"))
+
+Systems = dict[str, dict[str, Any]]
+
+
+async def dashboard_until(
+    http: httpx.AsyncClient, done: Callable[[Systems], bool], *, timeout: float = 10.0, pause: float = 0.0
+) -> None:
+    """GET the dashboard until ``done(systems)``. Timed waits (pause=0) poll back to back
+    and fail on any error; untimed ones (booting, restarting) pause and tolerate refusals."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            response = await http.get(f"{ADMIN}/dashboard")
+            if response.status_code == 200 and done(response.json()["systems"]):
+                return
+            if response.status_code != 200 and not pause:
+                raise RuntimeError(f"dashboard answered {response.status_code}: {response.text[:200]}")
+        except httpx.TransportError:
+            if not pause:
+                raise
+        await asyncio.sleep(pause)
+    raise TimeoutError(f"dashboard did not reach the expected state within {timeout:g}s")
+
+
+def all_in(state: str, names: list[str] = SLUGS) -> Callable[[Systems], bool]:
+    return lambda systems: all(systems[name]["state"] == state for name in names)
+
+
+async def raw_request(nc: Client, system: str, verb: str) -> None:
+    reply = reply_decoder.decode((await nc.request(subjects.ctl(system, verb), RAW_BODY, timeout=5)).data)
+    assert reply.ok and reply.changed, f"raw {verb} {system}: {reply.message}"
+
+
+async def timed(action) -> float:
+    started = time.perf_counter()
+    await action
+    return (time.perf_counter() - started) * 1000
+
+
+async def http_stop(http: httpx.AsyncClient, system: str) -> None:
+    response = await http.post(f"{ADMIN}/emergency-stop/{system}", json={"reason": "benchmark"})
+    assert response.status_code == 200 and response.json()["changed"], response.text
+    await dashboard_until(http, all_in("stopped", [system]))
+
+
+async def http_stop_all(http: httpx.AsyncClient) -> None:
+    response = await http.post(f"{ADMIN}/emergency-stop-all", json={"reason": "benchmark"})
+    assert response.json()["succeeded"] == len(SLUGS), response.text
+    await dashboard_until(http, all_in("stopped"))
+
+
+async def raw_stop_all(nc: Client) -> None:
+    await asyncio.gather(*(raw_request(nc, system, "stop") for system in SLUGS))
+
+
+async def measure(nc: Client, http: httpx.AsyncClient, args: argparse.Namespace) -> dict[str, list[float]]:
+    names = ("raw stop", "http stop", "raw stop x7", "http stop-all", "get dashboard", "get 404")
+    samples: dict[str, list[float]] = {name: [] for name in names}
+
+    async def settle(systems: list[str]) -> None:
+        # untimed: back to running in the dashboard, then let the start-up cycles finish
+        await dashboard_until(http, all_in("running", systems), pause=0.005)
+        await asyncio.sleep(args.settle)
+
+    for index in range(args.warmup + args.stops):
+        system = SLUGS[index % len(SLUGS)]
+        pair = [
+            ("raw stop", partial(raw_request, nc, system, "stop")),
+            ("http stop", partial(http_stop, http, system)),
+        ]
+        for name, action in pair if index % 2 else reversed(pair):  # alternate who goes first
+            elapsed = await timed(action())
+            if index >= args.warmup:
+                samples[name].append(elapsed)
+                samples.setdefault(f"{name}:{system}", []).append(elapsed)
+            await raw_request(nc, system, "start")
+            await settle([system])
+
+    for _ in range(args.stops):  # for reference: what one HTTP read costs here, client included
+        samples["get dashboard"].append(await timed(http.get(f"{ADMIN}/dashboard")))
+        samples["get 404"].append(await timed(http.get("/no-such-page")))
+
+    for index in range(args.warmup // 4 + args.kills):
+        pair = [("raw stop x7", partial(raw_stop_all, nc)), ("http stop-all", partial(http_stop_all, http))]
+        for name, action in pair if index % 2 else reversed(pair):
+            elapsed = await timed(action())
+            if index >= args.warmup // 4:
+                samples[name].append(elapsed)
+            response = await http.post(f"{ADMIN}/restart-all", json={"reason": "benchmark"})
+            assert response.json()["succeeded"] == len(SLUGS), response.text
+            await settle(SLUGS)
+    return samples
+
+
+async def run_stack(sync_interval: str, args: argparse.Namespace) -> dict[str, list[float]]:
+    print(f"\n== nats-server sync_interval={sync_interval}: starting nats-server, 7 engines, gateway")
+    with nats_server(sync_interval, keep=args.keep) as (server, workdir), Children(workdir) as children:
+        port = free_port()
+        # the limiter still runs on every request; its limit is raised so the benchmark's
+        # few hundred commands a minute are not refused (429)
+        env = child_env(
+            server.url,
+            workdir / "data",
+            AOC_HTTP_PORT=str(port),
+            AOC_RATE_LIMIT_PER_MINUTE="1000000",
+            AOC_RATE_LIMIT_BURST="100000",
+        )
+        env.update(args.env)
+        for slug, info in SYSTEMS.items():
+            children.spawn(slug, f"services.{info.module}", env)
+        children.spawn("gateway", "gateway", env)
+        nc = await nats.connect(server.url)
+        limits = httpx.Limits(max_keepalive_connections=4)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            async with httpx.AsyncClient(base_url=base, headers=AUTH, limits=limits, timeout=10) as http:
+                started = time.monotonic()
+                await dashboard_until(http, all_in("running"), timeout=120, pause=0.2)
+                print(f"all seven running in the dashboard after {time.monotonic() - started:.1f} s")
+                health = (await http.get("/health/details")).json()
+                assert health["nats"]["url"] == server.url, f"port {port} is another gateway's: {health}"
+                with ForeignCpu() as foreign:
+                    samples = await measure(nc, http, args)
+                print(f"noise: {foreign}")
+        finally:
+            await nc.close()
+    report(sync_interval, samples)
+    return samples
+
+
+LABELS = {
+    "raw stop": "raw NATS aoc.ctl.<system>.stop (baseline)",
+    "http stop": "HTTP emergency-stop -> dashboard",
+    "raw stop x7": "raw NATS 7 stops in parallel (baseline)",
+    "http stop-all": "HTTP emergency-stop-all -> dashboard",
+    "get dashboard": "for reference: GET dashboard alone",
+    "get 404": "for reference: GET 404 (httpx + uvicorn floor)",
+}
+
+
+def report(sync_interval: str, samples: dict[str, list[float]]) -> None:
+    def row(name: str) -> list[str]:
+        values = samples[name]
+        p50, p99 = percentile(values, 50), percentile(values, 99)
+        return [LABELS[name], str(len(values)), f"{p50:.1f}", f"{p99:.1f}", f"{max(values):.1f}"]
+
+    rows = []
+    for http_name, raw_name in (("http stop", "raw stop"), ("http stop-all", "raw stop x7")):
+        rows += [row(raw_name), row(http_name)]
+        p50_ratio = percentile(samples[http_name], 50) / percentile(samples[raw_name], 50)
+        p99_ratio = percentile(samples[http_name], 99) / percentile(samples[raw_name], 99)
+        rows.append(["  ratio HTTP/raw", "", f"{p50_ratio:.2f}", f"{p99_ratio:.2f}", ""])
+    rows += [row("get dashboard"), row("get 404")]
+    print(f"\nlatency in ms, sync_interval={sync_interval}")
+    print_table(["path", "n", "p50", "p99", "max"], rows)
+    print("HTTP emergency-stop by system, p50/max ms:")
+    for system in SLUGS:
+        values = samples[f"http stop:{system}"]
+        print(f"  {system:18} {percentile(values, 50):7.1f} {max(values):7.1f}")
+
+
+def result_line(sync_interval: str, samples: dict[str, list[float]]) -> str:
+    stop_p99 = percentile(samples["http stop"], 99)
+    kill_p99 = percentile(samples["http stop-all"], 99)
+    judged = "judged" if sync_interval == "always" else "informative; targets are judged with 'always'"
+    return (
+        f"RESULT sync_interval={sync_interval} ({judged}): "
+        f"emergency-stop p99 {stop_p99:.1f} ms vs <= {STOP_TARGET_MS:.0f} ms: "
+        f"{verdict(stop_p99 <= STOP_TARGET_MS)}; "
+        f"kill-switch-all p99 {kill_p99:.1f} ms vs <= {KILL_ALL_TARGET_MS:.0f} ms: "
+        f"{verdict(kill_p99 <= KILL_ALL_TARGET_MS)}"
+    )
+
+
+async def main(args: argparse.Namespace) -> None:
+    print(f"AOC control benchmark: {args.stops} stops, {args.kills} kill-all, warm-up {args.warmup}")
+    print(f"machine: {machine_facts()}; load average {load_average()}")
+    if args.env:
+        print(f"NOT the shipped defaults: {args.env}")
+    results = {sync: await run_stack(sync, args) for sync in args.sync.split(",")}
+    print()
+    for sync, samples in results.items():
+        print(result_line(sync, samples))
+
+
+def parse_args() -> argparse.Namespace:
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
+    parser.add_argument("--sync", default="always,2m", help="nats-server fsync policies to run, in order")
+    parser.add_argument("--stops", type=int, default=200, help="timed single-system stops (default 200)")
+    parser.add_argument("--kills", type=int, default=50, help="timed emergency-stop-all (default 50)")
+    parser.add_argument("--warmup", type=int, default=20, help="untimed stops first (a quarter as kill-all)")
+    parser.add_argument("--settle", type=float, default=0.1, help="seconds idle after each restart")
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir (store and logs)")
+    parser.add_argument(
+        "--env", action="append", default=[], metavar="AOC_X=V", help="extra setting for every process"
+    )
+    args = parser.parse_args()
+    args.env = dict(item.split("=", 1) for item in args.env)
+    return args
+
+
+if __name__ == "__main__":
+    interrupt_on_sigterm()
+    try:
+        asyncio.run(main(parse_args()))
+    except KeyboardInterrupt:
+        print("\ninterrupted; engines, gateway and nats-server stopped")
