@@ -3,6 +3,7 @@ child processes that are always cleaned up, realistic events, and small stats.""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import ctypes
@@ -15,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -159,6 +160,30 @@ def interrupt_on_sigterm() -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)
+
+
+def add_stack_options(parser: argparse.ArgumentParser) -> None:
+    """--keep and --env, for the benchmarks that start the stack as processes."""
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir (store and logs)")
+    parser.add_argument(
+        "--env", action="append", default=[], metavar="AOC_X=V", help="extra setting for every process"
+    )
+
+
+def parse_stack_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    args = parser.parse_args()
+    args.env = dict(item.split("=", 1) for item in args.env)
+    return args
+
+
+def run_stack_benchmark(
+    main: Callable[[argparse.Namespace], Awaitable[None]], args: argparse.Namespace
+) -> None:
+    interrupt_on_sigterm()
+    try:
+        asyncio.run(main(args))
+    except KeyboardInterrupt:
+        print("\ninterrupted; engines, gateway and nats-server stopped")
 
 
 class Children:

@@ -32,13 +32,15 @@ from _common import (
     AUTH,
     Children,
     ForeignCpu,
+    add_stack_options,
     child_env,
-    interrupt_on_sigterm,
     load_average,
     machine_facts,
     nats_server,
+    parse_stack_args,
     percentile,
     print_table,
+    run_stack_benchmark,
     verdict,
 )
 from nats.aio.client import Client
@@ -246,18 +248,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--kills", type=int, default=50, help="timed emergency-stop-all (default 50)")
     parser.add_argument("--warmup", type=int, default=20, help="untimed stops first (a quarter as kill-all)")
     parser.add_argument("--settle", type=float, default=0.1, help="seconds idle after each restart")
-    parser.add_argument("--keep", action="store_true", help="keep the temp dir (store and logs)")
-    parser.add_argument(
-        "--env", action="append", default=[], metavar="AOC_X=V", help="extra setting for every process"
-    )
-    args = parser.parse_args()
-    args.env = dict(item.split("=", 1) for item in args.env)
-    return args
+    add_stack_options(parser)
+    return parse_stack_args(parser)
 
 
 if __name__ == "__main__":
-    interrupt_on_sigterm()
-    try:
-        asyncio.run(main(parse_args()))
-    except KeyboardInterrupt:
-        print("\ninterrupted; engines, gateway and nats-server stopped")
+    run_stack_benchmark(main, parse_args())

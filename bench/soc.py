@@ -33,12 +33,14 @@ from _common import (
     AUTH,
     Children,
     ForeignCpu,
+    add_stack_options,
     child_env,
-    interrupt_on_sigterm,
     load_average,
     machine_facts,
     nats_server,
+    parse_stack_args,
     print_table,
+    run_stack_benchmark,
     verdict,
 )
 from nats.aio.client import Client
@@ -361,18 +363,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--alerts", type=int, default=10_000, help="alerts per path (default 10000)")
     parser.add_argument("--batch", type=int, default=500, help="alerts per POST (default 500)")
     parser.add_argument("--concurrency", type=int, default=4, help="POSTs in flight (default 4)")
-    parser.add_argument("--keep", action="store_true", help="keep the temp dir (store and logs)")
-    parser.add_argument(
-        "--env", action="append", default=[], metavar="AOC_X=V", help="extra setting for every process"
-    )
-    args = parser.parse_args()
-    args.env = dict(item.split("=", 1) for item in args.env)
-    return args
+    add_stack_options(parser)
+    return parse_stack_args(parser)
 
 
 if __name__ == "__main__":
-    interrupt_on_sigterm()
-    try:
-        asyncio.run(main(parse_args()))
-    except KeyboardInterrupt:
-        print("\ninterrupted; engines, gateway and nats-server stopped")
+    run_stack_benchmark(main, parse_args())
