@@ -1,4 +1,8 @@
-"""Dependencies, declared once as Annotated aliases."""
+"""Dependencies, declared once as Annotated aliases.
+
+They are ``async def`` although none awaits anything: FastAPI runs a plain ``def``
+dependency in its thread pool, five thread hops per command request (bench/control.py
+measured a no-op POST at 6.1 ms with them, 2.5 ms without)."""
 
 from __future__ import annotations
 
@@ -12,11 +16,11 @@ from gateway.security.roles import BEARER_CHALLENGE, Identity
 from gateway.state import GatewayState
 
 
-def get_gateway(request: Request) -> GatewayState:
+async def get_gateway(request: Request) -> GatewayState:
     return request.app.state.gateway
 
 
-def get_identity(request: Request) -> Identity:
+async def get_identity(request: Request) -> Identity:
     """The authenticated caller (gateway.security.access). Routes reach this only after
     the access check passed, so a missing identity is a wiring bug: refuse."""
     identity = getattr(request.state, "identity", None)
@@ -25,17 +29,17 @@ def get_identity(request: Request) -> Identity:
     return identity
 
 
-def get_actor(identity: Annotated[Identity, Depends(get_identity)]) -> str:
+async def get_actor(identity: Annotated[Identity, Depends(get_identity)]) -> str:
     # The actor of every command is who authenticated, never a name the client sends.
     return identity.name
 
 
-def get_correlation_id(request: Request) -> str:
+async def get_correlation_id(request: Request) -> str:
     # set from X-Request-ID (or generated) by gateway.security.context for every request
     return getattr(request.state, "correlation_id", None) or new_id()
 
 
-def get_command_id(idempotency_key: Annotated[str | None, Header()] = None) -> str | None:
+async def get_command_id(idempotency_key: Annotated[str | None, Header()] = None) -> str | None:
     if idempotency_key is None:
         return None
     if not re.fullmatch(r"[A-Za-z0-9_=-]{1,100}", idempotency_key):
