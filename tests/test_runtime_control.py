@@ -7,11 +7,12 @@ import asyncio
 import time
 
 import msgspec
+import pytest
 
 from contracts.commands import reply_decoder
 from contracts.events import envelope_decoder, heartbeat_decoder
 from contracts.systems import SYSTEMS
-from services.runtime import CycleOutcome
+from services.runtime import CycleOutcome, StopRequested
 from services.runtime.testing import running_engines
 
 
@@ -289,3 +290,31 @@ async def test_stop_waits_for_the_cycle_in_flight_not_the_whole_grace(settings, 
         assert reply.state == "stopped" and finished.is_set()  # the cycle was let finish
         assert elapsed < 2.5, f"stop took {elapsed:.2f}s: it waited for the grace, not the cycle"
         await trigger
+
+
+async def test_a_stop_abandons_an_idle_wait_at_once(settings, nc):
+    """A cycle long-polling with nothing in hand (EngineHost.until_stopping) does not
+    hold up a stop, however long its poll would have waited."""
+    patient = settings.model_copy(update={"stop_grace": 5.0})
+    async with running_engines(patient, ["deploy"]) as hosts:
+        host = hosts["deploy"]
+        abandoned = asyncio.Event()
+
+        async def long_poll(args):
+            try:
+                await host.until_stopping(asyncio.sleep(30))
+            except StopRequested:
+                abandoned.set()
+            return CycleOutcome(detail="idle poll ended")
+
+        host.engine.trigger = long_poll
+        trigger = asyncio.create_task(ask(nc, "aoc.ctl.deploy.trigger"))
+        while not host._cycle_locks[host.engine.primary_loop().name].locked():
+            await asyncio.sleep(0.01)
+        started = time.perf_counter()
+        reply, _ = await ask(nc, "aoc.ctl.deploy.stop")
+        assert reply.state == "stopped" and abandoned.is_set()
+        assert time.perf_counter() - started < 1.0
+        await trigger
+        with pytest.raises(StopRequested):  # stopped: an idle wait gives up before it starts
+            await host.until_stopping(asyncio.sleep(30))

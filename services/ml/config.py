@@ -29,8 +29,8 @@ class MlConfig(BaseSettings):
     scorer_trees: int = Field(60, ge=1, description="ThreatScorer: boosting stages.")
     keep_versions: int = Field(20, ge=2, description="Model versions kept in the object store.")
     fetch_batch: int = Field(256, ge=1, le=5000, description="Verdicts fetched per feedback pull.")
-    # short pulls: a stop waits for the pull in flight (docs/performance.md, control latency)
-    fetch_wait: float = Field(0.05, gt=0, description="Seconds a feedback pull waits for verdicts.")
+    # a stop abandons an idle pull at once (EngineHost.until_stopping), so it may be long
+    fetch_wait: float = Field(0.5, gt=0, description="Seconds a feedback pull waits for verdicts.")
 
     def sizes(self) -> ModelSizes:
         return ModelSizes(

@@ -45,7 +45,7 @@ from services.ml.pipeline import Dataset, TrainingResult, run_training
 from services.ml.probe import implausible, probe_scores
 from services.ml.registry import ModelRefused, ModelRegistry
 from services.ml.replay import replay
-from services.runtime import CycleOutcome, Engine, Loop
+from services.runtime import CycleOutcome, Engine, Loop, StopRequested
 
 log = structlog.get_logger()
 
@@ -170,8 +170,10 @@ class MlEngine(Engine):
 
     async def _buffer_feedback(self) -> CycleOutcome:
         try:
-            messages = await self.feedback.fetch(self.config.fetch_batch, timeout=self.config.fetch_wait)
-        except (NatsTimeoutError, TimeoutError):
+            # an idle pull: a stop abandons it rather than waiting for it to time out
+            pull = self.feedback.fetch(self.config.fetch_batch, timeout=self.config.fetch_wait)
+            messages = await self.host.until_stopping(pull)
+        except (NatsTimeoutError, TimeoutError, StopRequested):
             return CycleOutcome(quiet=True, detail="no new verdicts")
         verdicts: Counter[str] = Counter()
         refused = 0

@@ -17,6 +17,10 @@ if TYPE_CHECKING:
     from services.runtime.host import EngineHost
 
 
+class StopRequested(Exception):
+    """Raised by ``EngineHost.until_stopping`` when a stop begins during an idle wait."""
+
+
 @dataclass
 class CycleOutcome:
     """What one cycle did. ``result`` is the activity-log result (success, failed,

@@ -18,8 +18,9 @@ import asyncio
 import contextlib
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import structlog
@@ -54,11 +55,13 @@ from contracts.events import (
 from contracts.settings import Settings
 from contracts.streams import ensure_all
 from services.runtime.bus import EventPublisher, connect
-from services.runtime.engine import CycleOutcome, Engine, Loop
+from services.runtime.engine import CycleOutcome, Engine, Loop, StopRequested
 from services.runtime.lifecycle import Lifecycle, State
 from services.runtime.process import process_metrics
 
 log = structlog.get_logger()
+
+T = TypeVar("T")
 
 ANONYMOUS_NATS = "nats:anonymous"
 VERSION = "0.1.0"
@@ -93,6 +96,7 @@ class EngineHost:
         self._cycle_locks: dict[str, asyncio.Lock] = {}
         self._loop_last_run: dict[str, datetime] = {}
         self._transition = asyncio.Lock()
+        self._stopping = asyncio.Event()  # set from the moment a stop begins until a start
         self._replies: OrderedDict[str, CommandReply] = OrderedDict()
         self._background: set[asyncio.Task[Any]] = set()
         self._heartbeat_task: asyncio.Task[None] | None = None
@@ -190,9 +194,11 @@ class EngineHost:
             for step in steps:
                 self.lifecycle.move(step)
                 if step == State.STOPPING:
+                    self._stopping.set()
                     await self._stop_loops()
                     await self.engine.on_stop()
                 elif step == State.RUNNING:
+                    self._stopping.clear()
                     await self.engine.on_start()
                     self._start_loops()
             if steps:
@@ -231,6 +237,29 @@ class EngineHost:
         await asyncio.gather(*tasks, return_exceptions=True)
         for lock in held:
             lock.release()
+
+    async def until_stopping(self, idle_wait: Awaitable[T]) -> T:
+        """Await an idle wait of a cycle (a long-poll with nothing in hand) but give up,
+        raising StopRequested, as soon as a stop begins: the stop then need not wait for
+        the poll to time out. Only for waits that are safe to abandon: a pull whose
+        messages arrive after it was abandoned stays in the subscription for the next
+        pull, or is redelivered by JetStream (never acked, never lost)."""
+        wait = asyncio.ensure_future(idle_wait)
+        if self._stopping.is_set():
+            wait.cancel()
+            raise StopRequested
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({wait, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            if not wait.done():
+                wait.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await wait
+        if wait.cancelled():
+            raise StopRequested
+        return wait.result()
 
     async def _run_loop(self, loop: Loop) -> None:
         while True:

@@ -16,8 +16,8 @@ class SocConfig(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AOC_SOC_", extra="ignore")
 
     fetch_batch: int = Field(256, ge=1, le=10_000, description="Queue messages pulled per fetch.")
-    # short pulls: a stop waits for the pull in flight (docs/performance.md, control latency)
-    fetch_wait: float = Field(0.05, gt=0, description="Seconds a pull waits when the queue is empty.")
+    # a stop abandons an idle pull at once (EngineHost.until_stopping), so it may be long
+    fetch_wait: float = Field(0.5, gt=0, description="Seconds a pull waits when the queue is empty.")
     max_alerts_per_cycle: int = Field(20_000, ge=1, description="Alerts one triage cycle takes at most.")
     round_alerts: int = Field(
         2000, ge=1, description="Alerts scored together (one call per model) and acked together."

@@ -37,7 +37,7 @@ from contracts.events import Summary, envelope_decoder, new_event, utcnow
 from services.ml.models import ModelBundle
 from services.ml.registry import ModelRefused, ModelRegistry
 from services.ml.replay import replay
-from services.runtime import CycleOutcome, Engine, Loop
+from services.runtime import CycleOutcome, Engine, Loop, StopRequested
 from services.soc import hunting, playbooks
 from services.soc.config import SocConfig
 from services.soc.intake import Intake
@@ -214,8 +214,12 @@ class SocEngine(Engine):
         wait = self.config.fetch_wait
         while decided + duplicates < self.config.max_alerts_per_cycle:
             try:
-                messages = await self.queue.fetch(self.config.fetch_batch, timeout=wait)
-            except (NatsTimeoutError, TimeoutError):
+                # every round is acked before the next pull: nothing is in hand here, so a
+                # stop may abandon the pull instead of waiting for it to time out
+                messages = await self.host.until_stopping(
+                    self.queue.fetch(self.config.fetch_batch, timeout=wait)
+                )
+            except (NatsTimeoutError, TimeoutError, StopRequested):
                 break
             wait = 0.05  # drain what is there; the next empty pull ends the cycle
             counts = await self._triage_messages(messages)
