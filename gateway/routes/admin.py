@@ -75,10 +75,12 @@ async def _command_all(gw: Gateway, verb: str, actor: str, body: CommandBody | N
 
 
 @router.get("/dashboard")
-async def dashboard(gw: Gateway) -> dict[str, Any]:
-    return views.dashboard(
+async def dashboard(gw: Gateway) -> Response:
+    view = views.dashboard(
         gw.projection, heartbeat_timeout=gw.settings.heartbeat_timeout, view_status=await gw.view_status()
     )
+    # the most polled view: msgspec encodes it in ~10 µs, FastAPI's encoder in ~0.6 ms
+    return Response(msgspec.json.encode(view), media_type="application/json")
 
 
 @router.post("/trigger/{system_name}")
