@@ -49,6 +49,17 @@ _decoders = {
 }
 
 
+def _decode_known(data: bytes) -> tuple[_Envelope, Any] | None:
+    """The envelope and typed payload of an event these views fold; None for other types
+    and for what does not decode (a projection skips it rather than stopping)."""
+    try:
+        envelope = _decode_envelope(data)
+        decoder = _decoders.get(envelope.type)
+        return None if decoder is None else (envelope, decoder.decode(envelope.data))
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+
+
 def iso(moment: datetime | None) -> str | None:
     return moment.isoformat().replace("+00:00", "Z") if moment else None
 
@@ -133,14 +144,10 @@ class SocProjection:
         if seq <= self.applied_seq:
             return
         self.applied_seq = seq
-        try:
-            envelope = _decode_envelope(data)
-            decoder = _decoders.get(envelope.type)
-            if decoder is None:
-                return
-            payload = decoder.decode(envelope.data)
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        decoded = _decode_known(data)
+        if decoded is None:
             return
+        envelope, payload = decoded
         if isinstance(payload, soc.AlertsTriaged):
             for index, decision in enumerate(payload.decisions):
                 self._add(seq * POS_SHIFT + index, decision)
@@ -317,14 +324,10 @@ class ModelsProjection:
         if seq <= self.applied_seq:
             return
         self.applied_seq = seq
-        try:
-            envelope = _decode_envelope(data)
-            decoder = _decoders.get(envelope.type)
-            if decoder is None:
-                return
-            payload = decoder.decode(envelope.data)
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        decoded = _decode_known(data)
+        if decoded is None:
             return
+        _, payload = decoded
         if isinstance(payload, ml.ModelEvaluated):
             self.versions[payload.version] = {
                 "version": payload.version,

@@ -57,6 +57,7 @@ async def connected(server: NatsServer, user: str, *, cli_inbox: bool = False) -
         allow_reconnect=False,
         **options,
     )
+    await nc.flush()  # as services.runtime.bus.connect: the first publish of a new connection can be lost
     try:
         yield Connection(nc, errors)
     finally:
