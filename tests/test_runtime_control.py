@@ -4,6 +4,7 @@ CLI sends), lifecycle, dedup, audit, heartbeats, counters."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 import msgspec
@@ -12,8 +13,8 @@ import pytest
 from contracts.commands import reply_decoder
 from contracts.events import envelope_decoder, heartbeat_decoder
 from contracts.systems import SYSTEMS
-from services.runtime import CycleOutcome, StopRequested
-from services.runtime.testing import running_engines
+from services.runtime import CycleOutcome, EngineHost, Loop, StopRequested
+from services.runtime.testing import engine_class, running_engines
 
 
 async def ask(nc, subject: str, body: bytes = b"", headers=None):
@@ -318,3 +319,28 @@ async def test_a_stop_abandons_an_idle_wait_at_once(settings, nc):
         await trigger
         with pytest.raises(StopRequested):  # stopped: an idle wait gives up before it starts
             await host.until_stopping(asyncio.sleep(30))
+
+
+async def test_a_loop_that_swallows_its_cancel_does_not_hang_the_stop(settings, nc):
+    """nats-py's fetch can turn a cancel into a TimeoutError; the loop around such a cycle
+    must still end, or the stop (and every later command) waits forever."""
+
+    class Stubborn(engine_class("deploy")):
+        def loops(self) -> list[Loop]:
+            return [Loop("stubborn", 0.01, self.stubborn, primary=True)]
+
+        async def stubborn(self) -> CycleOutcome:
+            with contextlib.suppress(asyncio.CancelledError):  # what a swallowing fetch does
+                await asyncio.sleep(30)
+            return CycleOutcome(quiet=True)
+
+    host = EngineHost(Stubborn(settings), settings)
+    await host.open()
+    try:
+        started = time.perf_counter()
+        reply, _ = await ask(nc, "aoc.ctl.deploy.stop")
+        assert reply.state == "stopped" and time.perf_counter() - started < 2.5
+        reply, _ = await ask(nc, "aoc.ctl.deploy.start")  # the engine still takes commands
+        assert reply.state == "running" and len(host._loop_tasks) == 1
+    finally:
+        await host.close()

@@ -62,6 +62,7 @@ from services.runtime.process import process_metrics
 log = structlog.get_logger()
 
 T = TypeVar("T")
+STUCK_LOOP_S = 5.0  # how long a cancelled loop may take to end before the stop goes on without it
 
 ANONYMOUS_NATS = "nats:anonymous"
 VERSION = "0.1.0"
@@ -234,7 +235,10 @@ class EngineHost:
                     await asyncio.gather(*(hold(lock) for lock in busy))
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:
+            _, stuck = await asyncio.wait(tasks, timeout=STUCK_LOOP_S)
+            for task in stuck:  # a cycle swallowed its cancel: say so loudly, do not hang the stop
+                self.log.error("loop.ignored_cancel", loop=task.get_name())
         for lock in held:
             lock.release()
 
@@ -254,15 +258,21 @@ class EngineHost:
         finally:
             stopping.cancel()
             if not wait.done():
+                # Cancel, but do not await it here: awaiting inside a suppress would also
+                # swallow a cancel of *this* task, and a loop that ignores its cancel never
+                # stops. The abandoned wait winds down on its own.
                 wait.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await wait
-        if wait.cancelled():
+                wait.add_done_callback(_retrieve)
+        if not wait.done() or wait.cancelled():
             raise StopRequested
         return wait.result()
 
     async def _run_loop(self, loop: Loop) -> None:
-        while True:
+        me = asyncio.current_task()
+        # Ends when cancelled, and also once a stop has dropped it from _loop_tasks: a cancel
+        # can be swallowed inside a cycle (nats-py's fetch may turn one into a TimeoutError),
+        # and a loop that carried on would keep the stop waiting.
+        while self._loop_tasks.get(loop.name) is me:
             try:
                 await self.run_cycle(loop)
             except asyncio.CancelledError:
@@ -726,6 +736,12 @@ class EngineHost:
             actor=ctx.actor,
             correlation_id=ctx.correlation_id,
         )
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Done callback of an abandoned wait: fetch its outcome so asyncio does not log it."""
+    if not task.cancelled():
+        task.exception()
 
 
 class _Context(msgspec.Struct):
