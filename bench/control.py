@@ -153,15 +153,7 @@ async def run_stack(sync_interval: str, args: argparse.Namespace) -> dict[str, l
     print(f"\n== nats-server sync_interval={sync_interval}: starting nats-server, 7 engines, gateway")
     with nats_server(sync_interval, keep=args.keep) as (server, workdir), Children(workdir) as children:
         port = free_port()
-        # the limiter still runs on every request; its limit is raised so the benchmark's
-        # few hundred commands a minute are not refused (429)
-        env = child_env(
-            server.url,
-            workdir / "data",
-            AOC_HTTP_PORT=str(port),
-            AOC_RATE_LIMIT_PER_MINUTE="1000000",
-            AOC_RATE_LIMIT_BURST="100000",
-        )
+        env = child_env(server.url, workdir / "data", AOC_HTTP_PORT=str(port))
         env.update(args.env)
         for slug, info in SYSTEMS.items():
             children.spawn(slug, f"services.{info.module}", env)

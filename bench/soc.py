@@ -270,8 +270,6 @@ async def run_stack(sync_interval: str, args: argparse.Namespace) -> dict[str, f
             server.url,
             workdir / "data",
             AOC_HTTP_PORT=str(port),
-            AOC_RATE_LIMIT_PER_MINUTE="1000000",
-            AOC_RATE_LIMIT_BURST="100000",
             AOC_MAX_BODY_BYTES=str(4 * 2**20),
         )
         env.update(args.env)

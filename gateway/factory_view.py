@@ -26,6 +26,7 @@ from pydantic import BaseModel
 
 from contracts import subjects
 from contracts.factory import FACTORY, GATEWAY_ROUTES, GatewayRoute, GatewayRoutes, RouteField, encode
+from gateway.projections import ChangeSignal
 from services.factory.ledger import Ledger
 
 log = structlog.get_logger()
@@ -39,7 +40,7 @@ class FactoryView:
         self.js = nc.jetstream()
         self.ledger = Ledger()
         self.replayed = asyncio.Event()
-        self._changed = asyncio.Event()
+        self._changed = ChangeSignal()
         self._subs: list[Any] = []
         self._received = 0  # messages delivered to the current subscription
         self._watchdog: asyncio.Task[None] | None = None
@@ -115,14 +116,10 @@ class FactoryView:
     # --- waiting for the view to catch up (read-your-writes) ------------------------------------
 
     def notify(self) -> None:
-        self._changed.set()
-        self._changed = asyncio.Event()
+        self._changed.notify()
 
-    async def wait_changed(self, timeout: float) -> None:
-        changed = self._changed
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(max(timeout, 0)):
-                await changed.wait()
+    async def wait_changed(self, timeout: float) -> bool:
+        return await self._changed.wait(timeout)
 
     async def wait_until(self, condition: Callable[[], Any], timeout: float) -> Any:
         """The first truthy ``condition()`` within ``timeout`` seconds, else None."""

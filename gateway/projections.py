@@ -202,6 +202,27 @@ def _seq(row: ActivityRow) -> int:
     return row.seq
 
 
+class ChangeSignal:
+    """Wakes everyone waiting for a view to change (read-your-writes, the SSE stream).
+    Each change swaps in a fresh event, so no waiter can clear another's wake-up."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def notify(self) -> None:
+        self._event.set()
+        self._event = asyncio.Event()
+
+    async def wait(self, timeout: float) -> bool:
+        """True when a change came within ``timeout`` seconds."""
+        event = self._event
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(timeout, 0)):
+                await event.wait()
+            return True
+        return False
+
+
 class ProjectionFeed:
     """Keeps a Projection in step with the streams and wakes readers on change."""
 
@@ -211,7 +232,7 @@ class ProjectionFeed:
         self.projection = projection
         self.replayed = asyncio.Event()
         self.pending = 0
-        self._changed = asyncio.Event()
+        self._changed = ChangeSignal()
         self._subs: list[Any] = []
 
     async def start(self) -> None:
@@ -267,13 +288,7 @@ class ProjectionFeed:
         self._subs.clear()
 
     def notify(self) -> None:
-        self._changed.set()
-        self._changed = asyncio.Event()
+        self._changed.notify()
 
     async def wait_changed(self, timeout: float) -> bool:
-        changed = self._changed
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(max(timeout, 0)):
-                await changed.wait()
-            return True
-        return False
+        return await self._changed.wait(timeout)

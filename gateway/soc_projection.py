@@ -28,6 +28,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from contracts import ml, soc, subjects
 from contracts.settings import Settings
+from gateway.projections import ChangeSignal
 
 log = structlog.get_logger()
 
@@ -381,7 +382,7 @@ class SocFeed:
         self.replayed = asyncio.Event()
         self._waiting: set[str] = set()
         self._subs: list[Any] = []
-        self._changed = asyncio.Event()
+        self._changed = ChangeSignal()
 
     async def start(self) -> None:
         await soc.ensure_soc_streams(self.js, self.settings)
@@ -405,7 +406,7 @@ class SocFeed:
             apply(meta.sequence.stream, msg.data)
             if meta.num_pending == 0:
                 self._caught_up(subject)
-            self._changed.set()
+            self._changed.notify()
 
         config = (
             ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=after + 1)
@@ -428,11 +429,8 @@ class SocFeed:
         if not self._waiting:
             self.replayed.set()
 
-    async def wait_changed(self, timeout: float) -> None:
-        self._changed.clear()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
-                await self._changed.wait()
+    async def wait_changed(self, timeout: float) -> bool:
+        return await self._changed.wait(timeout)
 
     async def resubscribe(self) -> None:
         """Follow again from what was applied (after the server lost our consumers)."""
