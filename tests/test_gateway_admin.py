@@ -151,7 +151,10 @@ async def test_activity_log_limits_cursor_filters_and_csv(engines, http):
         before = page["next_before"]
         if before is None:
             break
-    everything = (await http.get(f"{API}/activity-log", params={"limit": 1000})).json()
+    # engines keep publishing during the walk, so compare against the log as it stood
+    # when the walk began: everything up to and including its first row
+    params = {"limit": 1000, "before": walked[0] + 1}
+    everything = (await http.get(f"{API}/activity-log", params=params)).json()
     assert walked == [event["seq"] for event in everything["events"]]
     assert len(walked) == len(set(walked))
 
@@ -252,11 +255,18 @@ async def test_restarted_gateway_rebuilds_views_equal_to_the_live_ones(settings,
         for host in hosts.values():
             await host.stop_heartbeats()
         await asyncio.sleep(0.3)
-        live_board = (await live.get(f"{API}/dashboard")).json()
-        live_log = (await live.get(f"{API}/activity-log", params={"limit": 1000})).json()
         async with serve_gateway(settings) as url2, api_client(url2, api_headers) as rebuilt:
-            rebuilt_board = (await rebuilt.get(f"{API}/dashboard")).json()
-            rebuilt_log = (await rebuilt.get(f"{API}/activity-log", params={"limit": 1000})).json()
+            # a loop cycle may still publish while we read: take the snapshot again until
+            # the live log did not move across the reads of both gateways
+            for _ in range(10):
+                live_board = (await live.get(f"{API}/dashboard")).json()
+                live_log = (await live.get(f"{API}/activity-log", params={"limit": 1000})).json()
+                await asyncio.sleep(0.2)  # the rebuilt gateway follows as the live one does
+                rebuilt_board = (await rebuilt.get(f"{API}/dashboard")).json()
+                rebuilt_log = (await rebuilt.get(f"{API}/activity-log", params={"limit": 1000})).json()
+                again = (await live.get(f"{API}/activity-log", params={"limit": 1})).json()
+                if again["last_seq"] == live_log["last_seq"] == rebuilt_log["last_seq"]:
+                    break
     assert live_board["systems"]["deploy"]["state"] == "stopped"
     assert comparable(rebuilt_board) == comparable(live_board)
     assert rebuilt_log["events"] == live_log["events"]
