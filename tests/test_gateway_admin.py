@@ -240,8 +240,10 @@ async def test_restarted_gateway_rebuilds_views_equal_to_the_live_ones(settings,
             system.pop("heartbeat_age_seconds")
         return board
 
+    # the heartbeats are frozen below; the views must not call them late (1 s in tests)
+    frozen = settings.model_copy(update={"heartbeat_timeout": 60.0})
     async with (
-        serve_gateway(settings) as url,
+        serve_gateway(frozen) as url,
         api_client(url, api_headers) as live,
         running_engines(settings) as hosts,
     ):
@@ -255,7 +257,7 @@ async def test_restarted_gateway_rebuilds_views_equal_to_the_live_ones(settings,
         for host in hosts.values():
             await host.stop_heartbeats()
         await asyncio.sleep(0.3)
-        async with serve_gateway(settings) as url2, api_client(url2, api_headers) as rebuilt:
+        async with serve_gateway(frozen) as url2, api_client(url2, api_headers) as rebuilt:
             # a loop cycle may still publish while we read: take the snapshot again until
             # the live log did not move across the reads of both gateways
             for _ in range(10):

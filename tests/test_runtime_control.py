@@ -14,6 +14,7 @@ from contracts.commands import reply_decoder
 from contracts.events import envelope_decoder, heartbeat_decoder
 from contracts.systems import SYSTEMS
 from services.runtime import CycleOutcome, EngineHost, Loop, StopRequested
+from services.runtime.bus import barrier
 from services.runtime.testing import engine_class, running_engines
 
 
@@ -52,7 +53,7 @@ async def test_command_in_requested_state_succeeds_and_says_so(engines, nc):
 async def test_broadcast_stop_with_json_body_reaches_every_engine(engines, nc, tap):
     # `nats pub` sends no reply subject: the audit events are the only answer
     await nc.publish("aoc.ctl.all.stop", b'{"actor":"alice","reason":"incident 42"}')
-    await nc.flush()
+    await barrier(nc)
     for slug in SYSTEMS:
         await tap.wait_for(
             lambda e, slug=slug: e.system == slug and e.type == "command_handled" and e.actor == "alice"

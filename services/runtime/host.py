@@ -54,7 +54,7 @@ from contracts.events import (
 )
 from contracts.settings import Settings
 from contracts.streams import ensure_all
-from services.runtime.bus import EventPublisher, connect
+from services.runtime.bus import EventPublisher, barrier, connect
 from services.runtime.engine import CycleOutcome, Engine, Loop, StopRequested
 from services.runtime.lifecycle import Lifecycle, State
 from services.runtime.process import process_metrics
@@ -131,6 +131,7 @@ class EngineHost:
             # say so, so the dashboard shows an acknowledged stop rather than nothing
             await self._publish_lifecycle(State.STOPPED, State.STOPPED, "restored desired state: stopped")
             await self.send_heartbeat()
+        await barrier(self.nc)  # every endpoint and intake is known to the server once open returns
         self.log.info("engine.opened", state=self.lifecycle.state, desired=self.desired)
 
     async def close(self) -> None:

@@ -18,7 +18,7 @@ from contracts import subjects
 from contracts.settings import Settings
 from contracts.streams import ensure_all, events_stream
 from services.launcher.natsserver import NatsServer
-from services.runtime.bus import connect, connect_options
+from services.runtime.bus import barrier, connect, connect_options
 from services.runtime.testing import EventTap, running_engines
 from tests.conftest import api_client, serve_gateway
 from tests.security.conftest import violations
@@ -57,7 +57,7 @@ async def connected(server: NatsServer, user: str, *, cli_inbox: bool = False) -
         allow_reconnect=False,
         **options,
     )
-    await nc.flush()  # as services.runtime.bus.connect: the first publish of a new connection can be lost
+    await barrier(nc)
     try:
         yield Connection(nc, errors)
     finally:
@@ -95,7 +95,7 @@ async def collect_subjects(nc: Client, subject: str) -> list[str]:
         seen.append(msg.subject)
 
     await nc.subscribe(subject, cb=keep)
-    await nc.flush()
+    await barrier(nc)  # the SUB is in before anyone publishes
     return seen
 
 
@@ -152,7 +152,7 @@ async def test_an_engine_publishes_only_its_own_events_and_heartbeat(secure_nats
             assert await engine.refused(subject), subject
         await engine.nc.publish("aoc.evt.soc-cycle.cycle_completed", b"{}")
         await engine.nc.publish("aoc.hb.soc-cycle", b"{}")
-        await engine.nc.flush()
+        await barrier(engine.nc)
         await asyncio.sleep(0.2)
         assert not any("soc-cycle" in error for error in engine.errors), engine.errors
 
