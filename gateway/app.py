@@ -25,6 +25,7 @@ from gateway.security.access import AccessGuard, AccessMiddleware, verify_route_
 from gateway.security.context import RequestContextMiddleware
 from gateway.security.headers import SecurityHeadersMiddleware
 from gateway.state import GatewayState
+from services.runtime.bus import barrier
 
 log = structlog.get_logger()
 
@@ -41,6 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         for module in modules:
             if hasattr(module, "on_startup"):
                 await module.on_startup(gateway)
+        await barrier(gateway.nc)  # its subscriptions are in before it serves a request
         try:
             yield
         finally:

@@ -16,6 +16,7 @@ from contracts.settings import Settings
 from services.healing.config import HealingSettings
 from services.healing.engine import HealingEngine
 from services.runtime import CycleOutcome, Engine, Loop
+from services.runtime.bus import barrier
 from services.runtime.host import EngineHost
 
 HOUR = 3600
@@ -112,6 +113,7 @@ async def model_probe(nc, answer: Callable[[], Awaitable[ProbeReply]] | ProbeRep
         await msg.respond(msgspec.json.encode(reply))
 
     sub = await nc.subscribe(PROBE_SUBJECT, cb=respond)
+    await barrier(nc)  # answering before heal-check asks on its own connection
     try:
         yield
     finally:
