@@ -160,9 +160,16 @@ class EventPublisher:
             msg_id=event.id,
             deadline=self._deadline,
         )
+        self._stored(event, ack)
+        return ack
+
+    def batch(self) -> WriteBatch:
+        """Writes sent back to back and confirmed together (see WriteBatch)."""
+        return WriteBatch(self._js, deadline=self._deadline, on_stored=self._stored)
+
+    def _stored(self, event: Envelope, ack: PubAck) -> None:
         self.published.append((event, ack))
         del self.published[: -self._keep]
-        return ack
 
     async def heartbeat(self, beat: Heartbeat) -> None:
         # a lost heartbeat is replaced by the next one: one try, no retry
@@ -172,10 +179,71 @@ class EventPublisher:
             log.warning("heartbeat.not_stored", error=type(exc).__name__)
 
 
+class WriteBatch:
+    """JetStream writes sent back to back and confirmed together: one round trip for the
+    lot instead of one per write (the emergency-stop path writes three).
+
+    The stream stores them in the order they were sent, as one connection's messages
+    are. A write whose ack does not come within ACK_WAIT is sent again by
+    ``publish_with_retry``, with the same ``Nats-Msg-Id``, so it is stored once — but
+    then possibly after writes sent later. Callers hold whatever lock orders their
+    writes until ``confirmed`` returns, and confirm between writes whose order matters.
+    """
+
+    ACK_WAIT = 2.0
+
+    def __init__(self, js: JetStreamContext, *, deadline: float, on_stored: Any = None) -> None:
+        self._js = js
+        self._deadline = deadline
+        self._on_stored = on_stored
+        self._sent: list[tuple[str, bytes, str | None, Envelope | None, asyncio.Future[PubAck] | None]] = []
+
+    async def publish(self, event: Envelope) -> None:
+        await self.send(subjects.evt(event.system, event.type), encode(event), msg_id=event.id, event=event)
+
+    async def send(
+        self, subject: str, payload: bytes, *, msg_id: str | None = None, event: Envelope | None = None
+    ) -> None:
+        headers = {"Nats-Msg-Id": msg_id} if msg_id else None
+        try:
+            future = await self._js.publish_async(subject, payload, headers=headers)
+        except RETRYABLE:
+            future = None  # confirmed() sends it again
+        self._sent.append((subject, payload, msg_id, event, future))
+
+    async def confirmed(self) -> list[PubAck]:
+        """Every write sent so far is stored; raises the first write that could not be."""
+        sent, self._sent = self._sent, []
+        acks: list[PubAck] = []
+        failure: BaseException | None = None
+        for subject, payload, msg_id, event, future in sent:
+            try:
+                ack = await self._ack(subject, payload, msg_id, future)
+            except Exception as exc:  # confirm the others before raising
+                failure = failure or exc
+                continue
+            if event is not None and self._on_stored is not None:
+                self._on_stored(event, ack)
+            acks.append(ack)
+        if failure is not None:
+            raise failure
+        return acks
+
+    async def _ack(
+        self, subject: str, payload: bytes, msg_id: str | None, future: asyncio.Future[PubAck] | None
+    ) -> PubAck:
+        if future is not None:
+            try:
+                return await asyncio.wait_for(future, self.ACK_WAIT)
+            except RETRYABLE:
+                log.warning("event.batch_resend", subject=subject)
+        return await publish_with_retry(self._js, subject, payload, msg_id=msg_id, deadline=self._deadline)
+
+
 async def publish_with_retry(
-    js: JetStreamContext, subject: str, payload: bytes, *, msg_id: str, deadline: float = 30.0
+    js: JetStreamContext, subject: str, payload: bytes, *, msg_id: str | None, deadline: float = 30.0
 ) -> PubAck:
-    headers = {"Nats-Msg-Id": msg_id}
+    headers = {"Nats-Msg-Id": msg_id} if msg_id else None
     give_up = time.monotonic() + deadline
     delay = 0.05
     while True:

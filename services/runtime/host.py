@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -53,8 +53,8 @@ from contracts.events import (
     utcnow,
 )
 from contracts.settings import Settings
-from contracts.streams import ensure_all
-from services.runtime.bus import EventPublisher, barrier, connect
+from contracts.streams import desired_state_bucket, ensure_all
+from services.runtime.bus import EventPublisher, WriteBatch, barrier, connect
 from services.runtime.engine import CycleOutcome, Engine, Loop, StopRequested
 from services.runtime.lifecycle import Lifecycle, State
 from services.runtime.process import process_metrics
@@ -115,6 +115,7 @@ class EngineHost:
         self.js = self.nc.jetstream()
         buckets = await ensure_all(self.js, self.settings)
         self._desired_kv = buckets["desired"]
+        self._desired_subject = f"$KV.{desired_state_bucket(self.settings).bucket}.{self.slug}"
         self._commands_kv = buckets["commands"]
         self.publisher = EventPublisher(self.js, deadline=self.settings.publish_deadline)
         await self._resume_counters()
@@ -169,11 +170,14 @@ class EngineHost:
         value = msgspec.json.decode(entry.value or b"{}")
         return State(value.get("desired", State.RUNNING))
 
-    async def _write_desired(self, desired: State, actor: str, reason: str, command_id: str | None) -> None:
+    async def _write_desired(
+        self, desired: State, actor: str, reason: str, command_id: str | None, batch: WriteBatch
+    ) -> None:
         self.desired = desired
         record = {"desired": desired, "actor": actor, "reason": reason, "command_id": command_id}
         record["time"] = utcnow().isoformat()
-        await self._desired_kv.put(self.slug, msgspec.json.encode(record))
+        # a KV put is a publish to $KV.<bucket>.<key>; sent in the batch, it shares its round trip
+        await batch.send(self._desired_subject, msgspec.json.encode(record))
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -187,28 +191,55 @@ class EngineHost:
         correlation_id: str = "",
         persist: bool = True,
     ) -> bool:
-        """Bring the engine to a settled state. Returns False when it already was there."""
+        """Bring the engine to a settled state, its writes stored. Returns False when it
+        already was there."""
         async with self._transition:
-            if persist and self.desired != target:
-                await self._write_desired(target, actor, reason, command_id)
-            settled = self.lifecycle.state
-            steps = Lifecycle.plan(settled, target)
-            for step in steps:
-                self.lifecycle.move(step)
-                if step == State.STOPPING:
-                    self._stopping.set()
-                    await self._stop_loops()
-                    await self.engine.on_stop()
-                elif step == State.RUNNING:
-                    self._stopping.clear()
-                    await self.engine.on_start()
-                    self._start_loops()
-            if steps:
-                # one event per settled change (the transient states ride on heartbeats):
-                # fewer fsynced writes on the emergency-stop path
-                await self._publish_lifecycle(target, settled, reason, actor, command_id, correlation_id)
-                self._beat_soon()
-            return bool(steps)
+            batch = self.publisher.batch()
+            async with confirming(batch):
+                changed = await self._move(
+                    target,
+                    batch,
+                    reason=reason,
+                    actor=actor,
+                    command_id=command_id,
+                    correlation_id=correlation_id,
+                    persist=persist,
+                )
+        if changed:
+            self._beat_soon()
+        return changed
+
+    async def _move(
+        self,
+        target: State,
+        batch: WriteBatch,
+        *,
+        reason: str,
+        actor: str,
+        command_id: str | None = None,
+        correlation_id: str = "",
+        persist: bool = True,
+    ) -> bool:
+        """The transition itself; the caller holds ``_transition`` and confirms ``batch``."""
+        if persist and self.desired != target:
+            await self._write_desired(target, actor, reason, command_id, batch)
+        settled = self.lifecycle.state
+        steps = Lifecycle.plan(settled, target)
+        for step in steps:
+            self.lifecycle.move(step)
+            if step == State.STOPPING:
+                self._stopping.set()
+                await self._stop_loops()
+                await self.engine.on_stop()
+            elif step == State.RUNNING:
+                self._stopping.clear()
+                await self.engine.on_start()
+                self._start_loops()
+        if steps:
+            # one event per settled change (the transient states ride on heartbeats):
+            # fewer fsynced writes on the emergency-stop path
+            await self._publish_lifecycle(target, settled, reason, actor, command_id, correlation_id, batch)
+        return bool(steps)
 
     def _start_loops(self) -> None:
         for loop in self._loops:
@@ -343,7 +374,20 @@ class EngineHost:
     ) -> Envelope:
         """Publish one event (stream ack, retries). A deterministic ``event_id`` makes a
         re-publish after a crash a duplicate the stream drops (Nats-Msg-Id)."""
-        event = new_event(
+        event = self._event(payload, summary, actor=actor, correlation_id=correlation_id, event_id=event_id)
+        await self.publisher.publish(event)
+        return event
+
+    def _event(
+        self,
+        payload: msgspec.Struct,
+        summary: Summary,
+        *,
+        actor: str | None = None,
+        correlation_id: str = "",
+        event_id: str | None = None,
+    ) -> Envelope:
+        return new_event(
             system=self.slug,
             payload=payload,
             summary=summary,
@@ -351,8 +395,6 @@ class EngineHost:
             correlation_id=correlation_id,
             event_id=event_id,
         )
-        await self.publisher.publish(event)
-        return event
 
     async def _publish_lifecycle(
         self,
@@ -362,11 +404,12 @@ class EngineHost:
         actor: str | None = None,
         command_id: str | None = None,
         correlation_id: str = "",
+        batch: WriteBatch | None = None,
     ) -> None:
         detail = f"{self.engine.info.label} {state}"
         if reason:
             detail += f" — {reason}"
-        await self.publish(
+        event = self._event(
             LifecycleChanged(
                 state=state, previous=previous, desired=self.desired, reason=reason, command_id=command_id
             ),
@@ -374,6 +417,7 @@ class EngineHost:
             actor=actor,
             correlation_id=correlation_id,
         )
+        await (batch or self.publisher).publish(event)
 
     def snapshot(self) -> StatusSnapshot:
         state = self.lifecycle.state
@@ -524,28 +568,44 @@ class EngineHost:
             return await self._handle_mutation(ctx, command)
 
     async def _handle_mutation(self, ctx: _Context, command: Command) -> CommandReply:
-        verb, command_id = ctx.verb, ctx.command_id
+        verb = ctx.verb
         if command.command_id:
             seen = await self._seen_before(command.command_id)
             if seen is not None:
                 await self._audit(ctx, "duplicate", seen.message)
                 return seen
 
-        try:
-            if verb == "trigger":
-                reply = await self._trigger(ctx, command.args)
-            else:
-                reply = await self._change_state(ctx)
-        except Exception as exc:
-            self.log.exception("command.failed", verb=verb)
-            reply = self._reply(verb, command, f"{verb} failed: {exc}", ok=False, error="internal")
-            reply.command_id = command_id
-        self._remember(command_id, reply)
-        outcome = "accepted" if reply.ok and reply.changed else ("noop" if reply.ok else "failed")
-        await self._audit(ctx, outcome, reply.message)
+        if verb == "trigger":
+            reply = await self._attempt(ctx, command, self._trigger(ctx, command.args))
+            await self._audit(ctx, self._outcome(reply), reply.message)
+            return reply
+        # A state change, its desired state, lifecycle event and audit go out in one batch
+        # (one round trip), all under the transition lock, so the next command's events
+        # are stored after these.
+        async with self._transition:
+            batch = self.publisher.batch()
+            async with confirming(batch):
+                reply = await self._attempt(ctx, command, self._change_state(ctx, batch))
+                await self._audit(ctx, self._outcome(reply), reply.message, batch)
+        if reply.changed:
+            self._beat_soon()  # after the acks: its psutil work stays off the command's path
         return reply
 
-    async def _change_state(self, ctx: _Context) -> CommandReply:
+    async def _attempt(self, ctx: _Context, command: Command, work: Awaitable[CommandReply]) -> CommandReply:
+        try:
+            reply = await work
+        except Exception as exc:
+            self.log.exception("command.failed", verb=ctx.verb)
+            reply = self._reply(ctx.verb, command, f"{ctx.verb} failed: {exc}", ok=False, error="internal")
+            reply.command_id = ctx.command_id
+        self._remember(ctx.command_id, reply)
+        return reply
+
+    @staticmethod
+    def _outcome(reply: CommandReply) -> str:
+        return "accepted" if reply.ok and reply.changed else ("noop" if reply.ok else "failed")
+
+    async def _change_state(self, ctx: _Context, batch: WriteBatch) -> CommandReply:
         label = self.engine.info.label
         kwargs = {
             "reason": ctx.reason or f"{ctx.verb} by {ctx.actor}",
@@ -554,18 +614,19 @@ class EngineHost:
             "correlation_id": ctx.correlation_id,
         }
         if ctx.verb == "stop":
-            changed = await self._go(State.STOPPED, **kwargs)
+            changed = await self._move(State.STOPPED, batch, **kwargs)
             message = f"{label} stopped" if changed else f"{label} was already stopped"
         elif ctx.verb == "start":
-            changed = await self._go(State.RUNNING, **kwargs)
+            changed = await self._move(State.RUNNING, batch, **kwargs)
             message = f"{label} started" if changed else f"{label} was already running"
         elif ctx.unless_stopped and self.desired == State.STOPPED:
             # heal-check's restart: an operator's stop since it looked wins over the healer
             changed, message = False, f"{label} was stopped by an operator; not restarting it"
         else:  # restart: persist "running" once, so a crash mid-restart comes back running
-            await self._write_desired(State.RUNNING, ctx.actor, kwargs["reason"], ctx.command_id)
-            await self._go(State.STOPPED, **kwargs, persist=False)
-            await self._go(State.RUNNING, **kwargs)
+            await self._write_desired(State.RUNNING, ctx.actor, kwargs["reason"], ctx.command_id, batch)
+            await self._move(State.STOPPED, batch, **kwargs, persist=False)
+            await batch.confirmed()  # "stopped" is stored before "running" is sent
+            await self._move(State.RUNNING, batch, **kwargs)
             changed, message = True, f"{label} restarted"
         return CommandReply(
             ok=True,
@@ -717,7 +778,9 @@ class EngineHost:
         reply.command_id = command_id
         return reply
 
-    async def _audit(self, ctx: _Context, outcome: str, message: str) -> None:
+    async def _audit(
+        self, ctx: _Context, outcome: str, message: str, batch: WriteBatch | None = None
+    ) -> None:
         payload = CommandHandled(
             command_id=ctx.command_id,
             verb=ctx.verb,
@@ -731,12 +794,26 @@ class EngineHost:
         detail = f"{ctx.verb} from {ctx.origin}: {message}"
         if ctx.reason:
             detail += f" (reason: {ctx.reason})"
-        await self.publish(
+        event = self._event(
             payload,
             Summary(action=f"command_{ctx.verb}"[:64], detail=detail, result=outcome),
             actor=ctx.actor,
             correlation_id=ctx.correlation_id,
         )
+        await (batch or self.publisher).publish(event)
+
+
+@contextlib.asynccontextmanager
+async def confirming(batch: WriteBatch) -> AsyncIterator[WriteBatch]:
+    """Confirm the batch on the way out, also when the work in it failed (what was sent
+    is then still stored or reported; the work's own error wins)."""
+    try:
+        yield batch
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await batch.confirmed()
+        raise
+    await batch.confirmed()
 
 
 def _retrieve(task: asyncio.Future[Any]) -> None:
