@@ -587,8 +587,8 @@ class EngineHost:
             async with confirming(batch):
                 reply = await self._attempt(ctx, command, self._change_state(ctx, batch))
                 await self._audit(ctx, self._outcome(reply), reply.message, batch)
-        if reply.changed:
-            self._beat_soon()  # after the acks: its psutil work stays off the command's path
+                if reply.changed:
+                    self._beat_soon()  # its psutil work overlaps the wait for the acks
         return reply
 
     async def _attempt(self, ctx: _Context, command: Command, work: Awaitable[CommandReply]) -> CommandReply:
