@@ -275,17 +275,18 @@ async def test_stop_waits_for_the_cycle_in_flight_not_the_whole_grace(settings, 
         assert time.perf_counter() - started < 1.0
 
         await ask(nc, "aoc.ctl.deploy.start")
-        finished = asyncio.Event()
+        entered, finished = asyncio.Event(), asyncio.Event()
 
         async def slow(args):
+            entered.set()
             await asyncio.sleep(0.6)
             finished.set()
             return CycleOutcome(detail="slow test cycle")
 
         host.engine.trigger = slow
         trigger = asyncio.create_task(ask(nc, "aoc.ctl.deploy.trigger"))
-        while not host._cycle_locks[host.engine.primary_loop().name].locked():
-            await asyncio.sleep(0.01)
+        # the triggered cycle itself, not the loop's own first cycle after the start
+        await asyncio.wait_for(entered.wait(), 5)
         started = time.perf_counter()
         reply, _ = await ask(nc, "aoc.ctl.deploy.stop")
         elapsed = time.perf_counter() - started
