@@ -27,7 +27,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig
 
 from contracts import subjects
-from contracts.events import Envelope, Summary, new_event, new_id
+from contracts.events import Summary, new_id
 from contracts.factory import (
     ACTOR_HEADER,
     CORRELATION_HEADER,
@@ -478,13 +478,8 @@ class FactoryEngine(Engine):
         event_id: str | None = None,
     ) -> int:
         """Publish an event (acked by the stream) and apply it; returns its stream sequence."""
-        event: Envelope = new_event(
-            system=self.slug,
-            payload=payload,
-            summary=summary,
-            actor=actor or self.slug,
-            correlation_id=correlation_id,
-            event_id=event_id,
+        event = self.host.new_event(
+            payload, summary, actor=actor, correlation_id=correlation_id, event_id=event_id
         )
         ack = await self.host.publisher.publish(event)
         self.ledger.apply(ack.seq, event)

@@ -16,6 +16,7 @@ import asyncio
 import json
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -192,7 +193,13 @@ class WriteBatch:
 
     ACK_WAIT = 2.0
 
-    def __init__(self, js: JetStreamContext, *, deadline: float, on_stored: Any = None) -> None:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        *,
+        deadline: float,
+        on_stored: Callable[[Envelope, PubAck], None] | None = None,
+    ) -> None:
         self._js = js
         self._deadline = deadline
         self._on_stored = on_stored

@@ -193,21 +193,34 @@ class EngineHost:
     ) -> bool:
         """Bring the engine to a settled state, its writes stored. Returns False when it
         already was there."""
-        async with self._transition:
-            batch = self.publisher.batch()
-            async with confirming(batch):
-                changed = await self._move(
-                    target,
-                    batch,
-                    reason=reason,
-                    actor=actor,
-                    command_id=command_id,
-                    correlation_id=correlation_id,
-                    persist=persist,
-                )
+        async with self._transaction() as batch:
+            changed = await self._move(
+                target,
+                batch,
+                reason=reason,
+                actor=actor,
+                command_id=command_id,
+                correlation_id=correlation_id,
+                persist=persist,
+            )
         if changed:
             self._beat_soon()
         return changed
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[WriteBatch]:
+        """A state change's writes: sent in one batch under the transition lock and
+        confirmed before it is released, also when the work failed (what was sent is
+        then still stored; the work's own error wins)."""
+        async with self._transition:
+            batch = self.publisher.batch()
+            try:
+                yield batch
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await batch.confirmed()
+                raise
+            await batch.confirmed()
 
     async def _move(
         self,
@@ -374,11 +387,13 @@ class EngineHost:
     ) -> Envelope:
         """Publish one event (stream ack, retries). A deterministic ``event_id`` makes a
         re-publish after a crash a duplicate the stream drops (Nats-Msg-Id)."""
-        event = self._event(payload, summary, actor=actor, correlation_id=correlation_id, event_id=event_id)
+        event = self.new_event(
+            payload, summary, actor=actor, correlation_id=correlation_id, event_id=event_id
+        )
         await self.publisher.publish(event)
         return event
 
-    def _event(
+    def new_event(
         self,
         payload: msgspec.Struct,
         summary: Summary,
@@ -387,6 +402,7 @@ class EngineHost:
         correlation_id: str = "",
         event_id: str | None = None,
     ) -> Envelope:
+        """An envelope from this engine (actor defaults to the engine), not yet published."""
         return new_event(
             system=self.slug,
             payload=payload,
@@ -409,7 +425,7 @@ class EngineHost:
         detail = f"{self.engine.info.label} {state}"
         if reason:
             detail += f" — {reason}"
-        event = self._event(
+        event = self.new_event(
             LifecycleChanged(
                 state=state, previous=previous, desired=self.desired, reason=reason, command_id=command_id
             ),
@@ -582,13 +598,11 @@ class EngineHost:
         # A state change, its desired state, lifecycle event and audit go out in one batch
         # (one round trip), all under the transition lock, so the next command's events
         # are stored after these.
-        async with self._transition:
-            batch = self.publisher.batch()
-            async with confirming(batch):
-                reply = await self._attempt(ctx, command, self._change_state(ctx, batch))
-                await self._audit(ctx, self._outcome(reply), reply.message, batch)
-                if reply.changed:
-                    self._beat_soon()  # its psutil work overlaps the wait for the acks
+        async with self._transaction() as batch:
+            reply = await self._attempt(ctx, command, self._change_state(ctx, batch))
+            await self._audit(ctx, self._outcome(reply), reply.message, batch)
+            if reply.changed:
+                self._beat_soon()  # its psutil work overlaps the wait for the acks
         return reply
 
     async def _attempt(self, ctx: _Context, command: Command, work: Awaitable[CommandReply]) -> CommandReply:
@@ -794,26 +808,13 @@ class EngineHost:
         detail = f"{ctx.verb} from {ctx.origin}: {message}"
         if ctx.reason:
             detail += f" (reason: {ctx.reason})"
-        event = self._event(
+        event = self.new_event(
             payload,
             Summary(action=f"command_{ctx.verb}"[:64], detail=detail, result=outcome),
             actor=ctx.actor,
             correlation_id=ctx.correlation_id,
         )
         await (batch or self.publisher).publish(event)
-
-
-@contextlib.asynccontextmanager
-async def confirming(batch: WriteBatch) -> AsyncIterator[WriteBatch]:
-    """Confirm the batch on the way out, also when the work in it failed (what was sent
-    is then still stored or reported; the work's own error wins)."""
-    try:
-        yield batch
-    except BaseException:
-        with contextlib.suppress(Exception):
-            await batch.confirmed()
-        raise
-    await batch.confirmed()
 
 
 def _retrieve(task: asyncio.Future[Any]) -> None:

@@ -33,7 +33,7 @@ from nats.js.errors import BucketNotFoundError, NoKeysError, NotFoundError
 
 from contracts import ml, soc, subjects
 from contracts.advisory import ADVISORIES_BUCKET, Advisory
-from contracts.events import Summary, envelope_decoder, new_event, utcnow
+from contracts.events import Summary, envelope_decoder, utcnow
 from services.ml.models import ModelBundle
 from services.ml.registry import ModelRefused, ModelRegistry
 from services.ml.replay import replay
@@ -294,8 +294,7 @@ class SocEngine(Engine):
         """Store the event, then fold it into the state (the same fold the rebuild uses)."""
         host = self.host
         assert host is not None
-        event = new_event(system=self.slug, payload=payload, summary=summary, event_id=event_id)
-        await host.publisher.publish(event)
+        await host.publish(payload, summary, actor="system", event_id=event_id)
         self.state.apply(payload)
 
     async def _audit_rejected(self, msg: Msg, exc: soc.AlertDecodeError) -> None:
