@@ -182,9 +182,7 @@ async def test_failing_cycle_counts_an_error_and_success_rate(settings, nc):
         host.engine.trigger = broken
         # the loop's first scheduled cycle runs at start: count from after it
         for _ in range(100):
-            if host.counters.total_runs >= 1 and not any(
-                lock.locked() for lock in host._cycle_locks.values()
-            ):
+            if host.counters.total_runs >= 1 and not host.loops.busy():
                 break
             await asyncio.sleep(0.05)
         before, errors_before = host.counters.total_runs, host.counters.errors
@@ -268,7 +266,7 @@ async def test_stop_waits_for_the_cycle_in_flight_not_the_whole_grace(settings, 
     patient = settings.model_copy(update={"stop_grace": 5.0})
     async with running_engines(patient, ["deploy"]) as hosts:
         host = hosts["deploy"]
-        while any(lock.locked() for lock in host._cycle_locks.values()):  # first scheduled cycles
+        while host.loops.busy():  # first scheduled cycles
             await asyncio.sleep(0.05)
         started = time.perf_counter()
         await ask(nc, "aoc.ctl.deploy.stop")
@@ -312,7 +310,7 @@ async def test_a_stop_abandons_an_idle_wait_at_once(settings, nc):
 
         host.engine.trigger = long_poll
         trigger = asyncio.create_task(ask(nc, "aoc.ctl.deploy.trigger"))
-        while not host._cycle_locks[host.engine.primary_loop().name].locked():
+        while not host.loops.busy(host.engine.primary_loop().name):
             await asyncio.sleep(0.01)
         started = time.perf_counter()
         reply, _ = await ask(nc, "aoc.ctl.deploy.stop")
@@ -343,6 +341,6 @@ async def test_a_loop_that_swallows_its_cancel_does_not_hang_the_stop(settings, 
         reply, _ = await ask(nc, "aoc.ctl.deploy.stop")
         assert reply.state == "stopped" and time.perf_counter() - started < 2.5
         reply, _ = await ask(nc, "aoc.ctl.deploy.start")  # the engine still takes commands
-        assert reply.state == "running" and len(host._loop_tasks) == 1
+        assert reply.state == "running" and host.loops.active("stubborn")
     finally:
         await host.close()

@@ -57,8 +57,9 @@ from services.deploy.releases import (
     changed_files,
     new_release_id,
 )
-from services.factory.jetstream import replay, stop_task
 from services.runtime import CycleOutcome, Engine, Loop
+from services.runtime.loops import stop_task
+from services.runtime.stream import replay
 
 HISTORY = 50  # deploy records kept in memory (and shown in detail)
 IN_STATUS = 10  # of which the status (heartbeats, dashboard) carries the latest
@@ -90,7 +91,9 @@ class DeployEngine(Engine):
 
     async def setup(self) -> None:
         js = self.host.js
-        await replay(js, subjects.evt(self.slug, ">"), self._apply_own_event)
+        await replay(
+            js, subjects.evt(self.slug, ">"), lambda seq, data, _at: self._apply_own_event(seq, data)
+        )
         await asyncio.to_thread(self.store.clean_staging)
         self._consumer = await js.pull_subscribe(
             subjects.evt(FACTORY, RequirementDeployed.TYPE),

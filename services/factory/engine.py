@@ -55,10 +55,11 @@ from contracts.factory import (
     validate_submission,
 )
 from services.factory.frontend import FrontendTree, RefusedWrite
-from services.factory.jetstream import replay, stop_task
 from services.factory.ledger import CANCEL_FROM, DEPLOY_FROM, GENERATE_FROM, Ledger, Requirement
 from services.factory.render import Renderer, complexity
 from services.runtime import CycleOutcome, Engine, Loop, State
+from services.runtime.loops import stop_task
+from services.runtime.stream import replay
 
 NEXT_STEP = {
     "generating": "it is being generated right now",
@@ -98,7 +99,9 @@ class FactoryEngine(Engine):
     async def setup(self) -> None:
         js = self.host.js
         await ensure_factory_streams(js, self.settings)
-        replayed = await replay(js, subjects.evt(self.slug, ">"), self.ledger.apply_raw)
+        replayed = await replay(
+            js, subjects.evt(self.slug, ">"), lambda seq, data, _at: self.ledger.apply_raw(seq, data)
+        )
         self.host.log.info("factory.rebuilt", events=replayed, requirements=len(self.ledger.requirements))
         self._intake = await js.pull_subscribe(
             INPUT_SUBJECTS,

@@ -31,7 +31,6 @@ import msgspec
 import structlog
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NotFoundError
 
 from contracts import subjects
@@ -58,6 +57,7 @@ from services.healing.checks import FAILED, SKIPPED, CheckResult, SubsystemCheck
 from services.healing.config import HealingSettings
 from services.healing.liveness import Memory, Observation, Thresholds, Verdict, classify, loops_from_detail
 from services.runtime import CycleOutcome, Engine, Loop
+from services.runtime.stream import replay
 
 log = structlog.get_logger()
 
@@ -634,23 +634,14 @@ class HealingEngine(Engine):
         if not last:
             return
         since = utcnow() - timedelta(hours=self.config.replay_hours)
-        sub = await self.js.subscribe(
+        # the newest relevant event may be older than the window: then nothing is replayed
+        await replay(
+            self.js,
             subjects.evt(self.slug, "*"),
-            ordered_consumer=True,
-            config=ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=since),
+            lambda _seq, data, _at: self._apply_own_event(data),
+            start_time=since,
+            until_seq=last,
         )
-        try:
-            while True:
-                try:
-                    msg = await sub.next_msg(timeout=2.0)
-                except NatsTimeoutError:
-                    break  # the newest relevant event is older than the replay window
-                self._apply_own_event(msg.data)
-                if msg.metadata.sequence.stream >= last:
-                    break
-        finally:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
         log.info("healing.rebuilt", log_entries=len(self.healing_log), breakers=len(self.breakers))
 
     def _apply_own_event(self, data: bytes) -> None:

@@ -46,10 +46,11 @@ from contracts.factory import (
     tree_digest,
     validate_submission,
 )
-from services.factory.jetstream import replay, stop_task
 from services.factory.ledger import Ledger
 from services.integrity.inventory import compare, scan_pages, submission_for
 from services.runtime import CycleOutcome, Engine, Loop
+from services.runtime.loops import stop_task
+from services.runtime.stream import replay
 
 # requirement ids the scan files are derived from the route: filing twice is harmless
 FILING_NAMESPACE = uuid.UUID("3f6c2a4e-1b7d-4c1a-9e8f-1a2b3c4d5e6f")
@@ -157,7 +158,10 @@ class IntegrityEngine(Engine):
             )
         js = self.host.js
         await replay(
-            js, subjects.evt(FACTORY, ">"), self.ledger.apply_raw, start_seq=self.ledger.applied_seq + 1
+            js,
+            subjects.evt(FACTORY, ">"),
+            lambda seq, data, _at: self.ledger.apply_raw(seq, data),
+            start_seq=self.ledger.applied_seq + 1,
         )
         pages = await asyncio.to_thread(scan_pages, self.frontend)
         findings = compare(routes, pages)

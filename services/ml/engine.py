@@ -44,8 +44,8 @@ from services.ml.models import ModelBundle, TrainingCancelled
 from services.ml.pipeline import Dataset, TrainingResult, run_training
 from services.ml.probe import implausible, probe_scores
 from services.ml.registry import ModelRefused, ModelRegistry
-from services.ml.replay import replay
 from services.runtime import CycleOutcome, Engine, Loop, StopRequested
+from services.runtime.stream import replay
 
 log = structlog.get_logger()
 

@@ -36,8 +36,8 @@ from contracts.advisory import ADVISORIES_BUCKET, Advisory
 from contracts.events import Summary, envelope_decoder, utcnow
 from services.ml.models import ModelBundle
 from services.ml.registry import ModelRefused, ModelRegistry
-from services.ml.replay import replay
 from services.runtime import CycleOutcome, Engine, Loop, StopRequested
+from services.runtime.stream import replay
 from services.soc import hunting, playbooks
 from services.soc.config import SocConfig
 from services.soc.intake import Intake

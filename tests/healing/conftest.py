@@ -51,7 +51,7 @@ async def healer(settings: Settings, config: HealingSettings):
     host = EngineHost(HealingEngine(settings, config), settings)
     await host.open()
     try:
-        await until(lambda: len(host._loop_last_run) == 4, what="heal-check's first cycles")
+        await until(lambda: len(host.loops.last_run) == 4, what="heal-check's first cycles")
         yield host
     finally:
         await host.close()

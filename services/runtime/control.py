@@ -1,0 +1,182 @@
+"""The control surface of an engine on the bus.
+
+``parse_request`` turns one control message into a ``ControlRequest`` (pure: subject,
+headers and body in; verb, origin, actor and command, or the reason it is refused,
+out). ``ControlEndpoints`` registers the engine as a NATS micro service (``$SRV``
+discovery, ping, stats) on aoc.ctl.<slug>.* and aoc.ctl.all.* (and the five-token
+forms of human NATS users), hands each request to the host and sends the reply."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from nats.aio.client import Client
+from nats.micro import add_service
+from nats.micro.request import Request
+from nats.micro.service import EndpointStats, Service
+
+from contracts import subjects
+from contracts.commands import VERBS, Command, CommandError, CommandReply, decode_command
+from contracts.events import encode, new_id
+
+ANONYMOUS_NATS = "nats:anonymous"
+VERSION = "0.1.0"
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    error: str  # not_a_command | invalid_command | unknown_verb
+    message: str
+
+
+@dataclass(slots=True)
+class ControlRequest:
+    """One control message, understood. ``refusal`` is set when it is not a command the
+    engine will act on; ``command`` is then what could be read of it (for the audit)."""
+
+    subject: str
+    verb: str
+    origin: str  # nats | http | cli | all (broadcast subject)
+    command: Command
+    actor: str
+    command_id: str
+    correlation_id: str
+    refusal: Refusal | None = None
+
+    @property
+    def mutating(self) -> bool:
+        return self.verb not in ("status", "detail")
+
+    @property
+    def unless_stopped(self) -> bool:
+        """A restart that yields to an operator's stop (heal-check's)."""
+        return self.verb == "restart" and self.command.args.get("unless_stopped") is True
+
+
+def parse_request(subject: str, body: bytes, headers: dict[str, str], reply_to: str | None) -> ControlRequest:
+    parsed = subjects.parse_ctl(subject)
+    verb = parsed[1] if parsed else subject.rsplit(".", 1)[-1]
+    origin = "all" if subject.startswith(subjects.ctl("all", "")) else "nats"
+    origin = headers.get("Aoc-Origin", origin)
+
+    def refused(error: str, message: str, command: Command) -> ControlRequest:
+        return ControlRequest(
+            subject,
+            verb,
+            origin,
+            command,
+            command.actor or ANONYMOUS_NATS,
+            command.command_id or new_id(),
+            command.correlation_id or "",
+            Refusal(error, message),
+        )
+
+    # nats-server does not check a push consumer's deliver subject against its
+    # creator's permissions (nats-server#8274): a stored message redelivered here
+    # keeps its stored subject or carries a $JS.ACK reply. Neither is a command.
+    if parsed is None or (reply_to or "").startswith("$JS.ACK."):
+        return refused(
+            "not_a_command", f"{subject} delivered by JetStream is not a control command", Command()
+        )
+    # a fifth token is the sender's NATS user, which the secure server vouched for
+    nats_user = subject.split(".")[4] if subject.count(".") == 4 else None
+    try:
+        command = decode_command(body)
+    except CommandError as exc:
+        sender = Command(actor=f"nats:{nats_user}") if nats_user else Command()
+        return refused("invalid_command", str(exc), sender)
+    if nats_user is not None:
+        command = msgspec.structs.replace(command, actor=f"nats:{nats_user}")
+    if verb not in VERBS:
+        return refused("unknown_verb", f"unknown verb {verb!r}; expected one of {', '.join(VERBS)}", command)
+    command_id = command.command_id or new_id()
+    return ControlRequest(
+        subject,
+        verb,
+        origin,
+        command,
+        command.actor or headers.get("Aoc-Actor") or ANONYMOUS_NATS,
+        command_id,
+        command.correlation_id or headers.get("X-Correlation-ID") or command_id,
+    )
+
+
+Handler = Callable[[ControlRequest], Awaitable[CommandReply]]
+
+
+class ControlEndpoints:
+    def __init__(
+        self,
+        nc: Client,
+        *,
+        slug: str,
+        label: str,
+        schedule: str,
+        handler: Handler,
+        stats: Callable[[], dict[str, Any]],
+    ) -> None:
+        self._nc = nc
+        self._slug = slug
+        self._label = label
+        self._schedule = schedule
+        self._handler = handler
+        self._stats = stats
+        self._service: Service | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+
+    async def start(self) -> None:
+        self._service = await add_service(
+            self._nc,
+            name=f"aoc-{self._slug}",
+            version=VERSION,
+            description=self._label,
+            metadata={"system": self._slug, "schedule": self._schedule},
+            # one queue group per engine: scaled-out instances of one engine share
+            # a command, while every engine still receives aoc.ctl.all.*
+            queue_group=f"aoc-{self._slug}",
+            stats_handler=self._endpoint_stats,
+        )
+        endpoints = {
+            "control": subjects.ctl_wildcard(self._slug),
+            "broadcast": subjects.ctl_wildcard("all"),
+            # human NATS users: the fifth token is their user name, vouched for by the server
+            "operator": subjects.ctl_user_wildcard(self._slug),
+            "operator-broadcast": subjects.ctl_user_wildcard("all"),
+        }
+        for name, subject in endpoints.items():
+            await self._service.add_endpoint(name=name, subject=subject, handler=self._on_request)
+
+    async def stop(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        if self._service is not None:
+            await self._service.stop()
+
+    def _endpoint_stats(self, _endpoint: EndpointStats) -> dict[str, Any]:
+        return self._stats()  # natscli wants `data` to be an object (NATS-NOTES.md)
+
+    async def _on_request(self, request: Request) -> None:
+        parsed = subjects.parse_ctl(request.subject)
+        if parsed is not None and parsed[1] == "trigger":
+            # a trigger may work up to the reply budget: never hold up a stop behind it
+            task = asyncio.create_task(self._serve(request))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+        else:
+            await self._serve(request)
+
+    async def _serve(self, request: Request) -> None:
+        reply_to = request._msg.reply  # nats.micro exposes no public reply subject
+        parsed = parse_request(request.subject, request.data, request.headers or {}, reply_to)
+        reply = await self._handler(parsed)
+        try:
+            if reply.ok:
+                await request.respond(encode(reply))
+            else:
+                await request.respond_error(reply.error or "error", reply.message, data=encode(reply))
+        except ValueError:
+            pass  # `nats pub` sends no reply subject: the audit event is the answer

@@ -1,0 +1,76 @@
+"""Heartbeats: every ``interval`` seconds (and soon after a change) an engine says what
+it is, with its status snapshot and process metrics. A lost one is replaced by the
+next, so they are sent once, never retried."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+
+import structlog
+
+from contracts.events import Heartbeat, StatusSnapshot, utcnow
+from services.runtime.bus import EventPublisher
+from services.runtime.process import process_metrics
+
+
+class Heartbeats:
+    def __init__(
+        self,
+        slug: str,
+        boot_id: str,
+        interval: float,
+        snapshot: Callable[[], StatusSnapshot],
+        publisher: EventPublisher,
+    ) -> None:
+        self.slug = slug
+        self.boot_id = boot_id
+        self.interval = interval
+        self._snapshot = snapshot
+        self._publisher = publisher
+        self._seq = 0
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopped = False
+        self._log = structlog.get_logger().bind(system=slug)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name=f"{self.slug}-heartbeat")
+
+    def soon(self) -> None:
+        """Beat now rather than at the next tick (after a state change)."""
+        self._wakeup.set()
+
+    async def send(self) -> None:
+        self._seq += 1
+        beat = Heartbeat(
+            system=self.slug,
+            boot_id=self.boot_id,
+            seq=self._seq,
+            time=utcnow(),
+            status=self._snapshot(),
+            process=process_metrics(),
+            interval_s=self.interval,
+        )
+        await self._publisher.heartbeat(beat)
+
+    async def stop(self) -> None:
+        """No more heartbeats from this process (shutdown; tests freezing the view)."""
+        self._stopped = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _loop(self) -> None:
+        while not self._stopped:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.interval):
+                    await self._wakeup.wait()
+            self._wakeup.clear()
+            try:
+                await self.send()
+            except Exception:
+                self._log.exception("heartbeat.failed")

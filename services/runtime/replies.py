@@ -1,0 +1,77 @@
+"""Replies to control commands and their audit records, built in one place."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from contracts.commands import CommandReply
+from contracts.events import CommandHandled, Summary
+from services.runtime.control import ControlRequest
+
+
+class Replies:
+    """Builds an engine's replies; each carries the engine's state as it is now."""
+
+    def __init__(self, slug: str, state: Callable[[], tuple[str, str]]) -> None:
+        self.slug = slug
+        self._state = state  # () -> (lifecycle state, desired state)
+
+    def make(
+        self,
+        verb: str,
+        message: str,
+        *,
+        command_id: str = "",
+        ok: bool = True,
+        error: str | None = None,
+        status: str | None = None,
+        changed: bool = False,
+        duplicate: bool = False,
+        run_id: str | None = None,
+        result: dict[str, Any] | None = None,
+    ) -> CommandReply:
+        state, desired = self._state()
+        return CommandReply(
+            ok=ok,
+            system=self.slug,
+            verb=verb,
+            message=message,
+            command_id=command_id,
+            state=state,
+            desired=desired,
+            changed=changed,
+            duplicate=duplicate,
+            status=status or ("done" if ok else "rejected"),
+            run_id=run_id,
+            result=result,
+            error=error,
+        )
+
+    def refused(self, request: ControlRequest, error: str, message: str) -> CommandReply:
+        return self.make(request.verb, message, command_id=request.command_id, ok=False, error=error)
+
+
+def outcome_of(reply: CommandReply) -> str:
+    """The audit outcome of a handled command."""
+    return "accepted" if reply.ok and reply.changed else ("noop" if reply.ok else "failed")
+
+
+def command_record(
+    request: ControlRequest, target: str, outcome: str, message: str
+) -> tuple[CommandHandled, Summary]:
+    """The audit record of one command: who, what, target, reason, result."""
+    payload = CommandHandled(
+        command_id=request.command_id,
+        verb=request.verb,
+        target=target,
+        origin=request.origin,
+        outcome=outcome,
+        message=message,
+        reason=request.command.reason,
+        subject=request.subject,
+    )
+    detail = f"{request.verb} from {request.origin}: {message}"
+    if request.command.reason:
+        detail += f" (reason: {request.command.reason})"
+    return payload, Summary(action=f"command_{request.verb}"[:64], detail=detail, result=outcome)
