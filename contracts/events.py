@@ -6,7 +6,9 @@ human-readable line (action / detail / result) that the activity log, SIEM expor
 and ``aoc audit replay`` show — so a consumer renders any event type, including
 ones newer than itself, without knowing its payload.
 
-Payloads are versioned by ``schema_version``; event types are past-tense names.
+Payloads are versioned: ``schema_version`` is the version of the payload's type (its
+``VERSION``, default 1), and contracts/catalog.py upcasts older ones. Event types are
+past-tense names.
 """
 
 from __future__ import annotations
@@ -50,11 +52,11 @@ class Envelope(msgspec.Struct, kw_only=True):
     data: msgspec.Raw = msgspec.Raw(b"{}")
 
     def payload(self) -> Any:
-        """The typed payload, or a plain dict for an event type this code does not know."""
-        kind = PAYLOAD_TYPES.get(self.type)
-        if kind is None:
-            return msgspec.json.decode(self.data)
-        return msgspec.json.decode(self.data, type=kind)
+        """The typed payload (upcast to its current version), or a plain dict for an event
+        type this code does not know (contracts/catalog.py)."""
+        from contracts.catalog import decode_payload  # the catalog imports every contract module
+
+        return decode_payload(self.type, self.data, self.schema_version)
 
 
 class LifecycleChanged(msgspec.Struct, kw_only=True):
@@ -103,11 +105,6 @@ class ActivityRecorded(msgspec.Struct, kw_only=True):
     details: dict[str, Any] = {}
 
 
-PAYLOAD_TYPES: dict[str, type[msgspec.Struct]] = {
-    cls.TYPE: cls for cls in (LifecycleChanged, CycleCompleted, CommandHandled, ActivityRecorded)
-}
-
-
 def new_event(
     *,
     system: str,
@@ -127,6 +124,7 @@ def new_event(
         summary=summary,
         actor=actor,
         correlation_id=correlation_id,
+        schema_version=getattr(type(payload), "VERSION", SCHEMA_VERSION),
         data=msgspec.Raw(msgspec.json.encode(payload)),
     )
 
