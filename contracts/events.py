@@ -50,6 +50,10 @@ class Envelope(msgspec.Struct, kw_only=True):
     correlation_id: str = ""
     schema_version: int = SCHEMA_VERSION
     data: msgspec.Raw = msgspec.Raw(b"{}")
+    # the lease epoch and instance of the engine instance that wrote it (0 / "": not an
+    # engine, or written before leases): readers ignore state from a deposed epoch
+    epoch: int = 0
+    instance: str = ""
 
     def payload(self) -> Any:
         """The typed payload (upcast to its current version), or a plain dict for an event
@@ -59,13 +63,33 @@ class Envelope(msgspec.Struct, kw_only=True):
         return decode_payload(self.type, self.data, self.schema_version)
 
 
+class CommandAudit(msgspec.Struct, kw_only=True):
+    """The audit of the command whose state change an event records (one write per command)."""
+
+    verb: str
+    origin: str  # nats | http | cli | all (broadcast subject)
+    outcome: str  # accepted
+    message: str
+    subject: str = ""
+
+
 class LifecycleChanged(msgspec.Struct, kw_only=True):
+    """A settled lifecycle change; the newest one of an engine is its durable desired state.
+
+    v2: a change made by a command carries that command's audit in ``command``, so the
+    command is one write. In v1 the audit was a separate ``command_handled`` event (and
+    the desired state was also kept in KV); a v1 event reads as v2 with ``command=None``.
+    """
+
     TYPE: ClassVar[str] = "lifecycle_changed"
+    VERSION: ClassVar[int] = 2
+    UPCASTERS: ClassVar[dict] = {1: lambda raw: raw}
     state: str  # stopped | starting | running | stopping
     previous: str
     desired: str  # running | stopped: what the engine will come back as after a crash
     reason: str = ""
     command_id: str | None = None
+    command: CommandAudit | None = None
 
 
 class CycleCompleted(msgspec.Struct, kw_only=True):
@@ -96,6 +120,18 @@ class CommandHandled(msgspec.Struct, kw_only=True):
     message: str
     reason: str = ""
     subject: str = ""
+
+
+class InstanceTookOver(msgspec.Struct, kw_only=True):
+    """A standby instance became the engine's active one after the lease of another
+    instance ran out (it died, or lost the bus)."""
+
+    TYPE: ClassVar[str] = "instance_took_over"
+    instance: str
+    epoch: int
+    previous_instance: str | None
+    previous_epoch: int
+    previous_boot_id: str | None = None
 
 
 class ActivityRecorded(msgspec.Struct, kw_only=True):
@@ -152,6 +188,8 @@ class StatusSnapshot(msgspec.Struct, kw_only=True):
     success_rate: float
     total_runs: int
     extras: dict[str, Any] = {}
+    role: str = "active"  # active | standby (holds no lease: runs nothing, forwards commands)
+    instance: str = ""
 
 
 class Heartbeat(msgspec.Struct, kw_only=True):
@@ -163,8 +201,39 @@ class Heartbeat(msgspec.Struct, kw_only=True):
     process: ProcessMetrics
     interval_s: float
     schema_version: int = SCHEMA_VERSION
+    # which instance of the engine beats, and whether it holds the engine's lease: the
+    # active one beats on aoc.hb.<system>, a standby on aoc.hb.<system>.<instance>
+    instance: str = ""
+    role: str = "active"  # active | standby
+    epoch: int = 0
+    host: str = ""
+    started: datetime | None = None
 
 
 encode = msgspec.json.encode
 envelope_decoder = msgspec.json.Decoder(Envelope)
 heartbeat_decoder = msgspec.json.Decoder(Heartbeat)
+
+
+def command_of(event: Envelope) -> CommandHandled | None:
+    """The command audit an event carries, wherever it is stored: a ``command_handled``
+    event (a command that changed nothing, was refused, or failed), or the
+    ``lifecycle_changed`` event a command's state change wrote (one write per command)."""
+    if event.type == CommandHandled.TYPE:
+        return event.payload()
+    if event.type != LifecycleChanged.TYPE:
+        return None
+    change = event.payload()
+    audit = change.command
+    if audit is None:
+        return None
+    return CommandHandled(
+        command_id=change.command_id or "",
+        verb=audit.verb,
+        target=event.system,
+        origin=audit.origin,
+        outcome=audit.outcome,
+        message=audit.message,
+        reason=change.reason,
+        subject=audit.subject,
+    )

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import re
+import socket
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
@@ -73,6 +75,16 @@ class Settings(BaseSettings):
     stop_grace: float = Field(1.0, ge=0, description="How long a stop waits for an in-flight cycle.")
     publish_deadline: float = Field(30.0, gt=0, description="How long an event publish is retried.")
     autostart: bool = Field(True, description="Engines with no recorded desired state start running.")
+    instance_id: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="This engine process's instance id, unique among live instances of one engine "
+        "(aoc up sets <slug>-<n>); default <host>-<pid>. A restart under the same id takes over "
+        "its predecessor's lease at once.",
+    )
+    lease_ttl: float = Field(
+        3.0, gt=0.2, le=5.0, description="Lease time of an engine's active instance (takeover after it)."
+    )
     schedules: dict[str, float] = Field(
         default_factory=dict,
         description='Loop interval overrides in seconds, JSON: {"soc-cycle.triage": 5, "deploy.watch": 60}.',
@@ -222,6 +234,11 @@ class Settings(BaseSettings):
     @property
     def effective_nats_url(self) -> str:
         return self.nats_url or f"nats://127.0.0.1:{self.nats_port}"
+
+    @property
+    def effective_instance_id(self) -> str:
+        host = re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname())[:40]
+        return self.instance_id or f"{host}-{os.getpid()}"
 
     @property
     def secrets_dir(self) -> Path:

@@ -49,22 +49,24 @@ def heartbeats_stream(settings: Settings) -> StreamConfig:
     )
 
 
-def desired_state_bucket(settings: Settings) -> KeyValueConfig:
-    return KeyValueConfig(
-        bucket=subjects.DESIRED_STATE_BUCKET,
-        description="What each engine should be after a restart: running | stopped",
-        history=10,
-        storage=StorageType.FILE,
-        replicas=settings.stream_replicas,
-    )
-
-
 def command_ids_bucket(settings: Settings) -> KeyValueConfig:
     return KeyValueConfig(
         bucket=subjects.COMMAND_IDS_BUCKET,
         description="Command ids already handled, per engine (dedup)",
         history=1,
         ttl=settings.duplicate_window_s,
+        storage=StorageType.FILE,
+        replicas=settings.stream_replicas,
+    )
+
+
+def leases_bucket(settings: Settings) -> KeyValueConfig:
+    # the bucket's max age is the lease time: a holder that stops renewing loses its key
+    return KeyValueConfig(
+        bucket=subjects.LEASES_BUCKET,
+        description="Which instance of each engine is active (lease with TTL; revision = epoch)",
+        history=1,
+        ttl=settings.lease_ttl,
         storage=StorageType.FILE,
         replicas=settings.stream_replicas,
     )
@@ -93,7 +95,8 @@ async def ensure_all(js: JetStreamContext, settings: Settings) -> dict[str, KeyV
     await asyncio.gather(
         ensure_stream(js, events_stream(settings)), ensure_stream(js, heartbeats_stream(settings))
     )
-    desired, commands = await asyncio.gather(
-        ensure_bucket(js, desired_state_bucket(settings)), ensure_bucket(js, command_ids_bucket(settings))
+    # (the desired state was a KV bucket before it became the newest lifecycle event)
+    commands, leases = await asyncio.gather(
+        ensure_bucket(js, command_ids_bucket(settings)), ensure_bucket(js, leases_bucket(settings))
     )
-    return {"desired": desired, "commands": commands}
+    return {"commands": commands, "leases": leases}

@@ -12,8 +12,9 @@ EVENTS_SUBJECTS = f"{EVT_PREFIX}.>"
 HEARTBEATS_STREAM = "AOC_HEARTBEATS"
 HEARTBEATS_SUBJECTS = f"{HB_PREFIX}.>"
 
-DESIRED_STATE_BUCKET = "aoc_desired_state"
 COMMAND_IDS_BUCKET = "aoc_command_ids"
+LEASES_BUCKET = "aoc_leases"  # one key per engine: which instance is active (services/runtime/lease.py)
+INST_PREFIX = "aoc.inst"  # aoc.inst.<system>.<instance>: commands a standby forwards to the active
 
 # Asked by the integrity engine and heal-check; answered by the gateway.
 GATEWAY_HEALTH = "aoc.gateway.health"
@@ -39,8 +40,14 @@ def evt(system: str, event_type: str) -> str:
     return f"{EVT_PREFIX}.{system}.{event_type}"
 
 
-def hb(system: str) -> str:
-    return f"{HB_PREFIX}.{system}"
+def hb(system: str, standby_instance: str | None = None) -> str:
+    """aoc.hb.<system> for the active instance, aoc.hb.<system>.<instance> for a standby."""
+    return f"{HB_PREFIX}.{system}" if standby_instance is None else f"{HB_PREFIX}.{system}.{standby_instance}"
+
+
+def instance(system: str, instance_id: str) -> str:
+    """aoc.inst.<system>.<instance>: where one instance takes commands forwarded to it."""
+    return f"{INST_PREFIX}.{system}.{instance_id}"
 
 
 def parse_ctl(subject: str) -> tuple[str, str] | None:

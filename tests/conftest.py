@@ -90,6 +90,9 @@ def settings_env(settings: Settings, nats_server: NatsServer, tmp_path: Path) ->
         AOC_REPLY_BUDGET=str(FAST["reply_budget"]),
         AOC_ADMIN_TOKEN=ADMIN_TOKEN,  # a gateway child accepts it
         AOC_TOKEN=ADMIN_TOKEN,  # an aoc CLI child sends it
+        # one instance of each engine with a stable id, as `aoc up` runs them: a restarted
+        # process takes over its predecessor's lease at once
+        AOC_INSTANCE_ID="test-1",
         **SMALL_MODELS,
     )
     return env

@@ -9,7 +9,7 @@ import msgspec
 
 from contracts.events import LifecycleChanged, Summary, envelope_decoder, new_event
 from contracts.settings import Settings
-from contracts.streams import desired_state_bucket, ensure_all, events_stream
+from contracts.streams import command_ids_bucket, ensure_all, events_stream
 from services.runtime.bus import EventPublisher, WriteBatch
 
 
@@ -29,7 +29,7 @@ async def test_a_batch_is_stored_in_the_order_sent_kv_put_included(nc, settings:
     publisher = EventPublisher(js)
     batch = publisher.batch()
     events = [lifecycle(n) for n in range(5)]
-    await batch.send(f"$KV.{desired_state_bucket(settings).bucket}.deploy", b'{"desired":"stopped"}')
+    await batch.send(f"$KV.{command_ids_bucket(settings).bucket}.deploy.c1", b'{"handled":true}')
     for event in events:
         await batch.publish(event)
     acks = await batch.confirmed()
@@ -41,8 +41,8 @@ async def test_a_batch_is_stored_in_the_order_sent_kv_put_included(nc, settings:
     stored = [envelope_decoder.decode((await js.get_msg(stream, seq)).data).id for seq in seqs]
     assert stored == [event.id for event in events]
     assert [event.id for event, _ in publisher.published] == stored
-    entry = await buckets["desired"].get("deploy")
-    assert msgspec.json.decode(entry.value) == {"desired": "stopped"}
+    entry = await buckets["commands"].get("deploy.c1")
+    assert msgspec.json.decode(entry.value) == {"handled": True}
     assert await batch.confirmed() == []  # confirmed writes are not confirmed twice
 
 

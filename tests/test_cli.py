@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from contracts.events import command_of
 from contracts.systems import SYSTEMS
 from services.launcher import cli
 from services.launcher.natsserver import free_port
@@ -91,8 +92,8 @@ async def test_single_system_commands(gateway, capsys, tap):
     code, out, _ = await aoc(capsys, "stop", "soc-cycle", "--reason", "maintenance window")
     assert code == 0 and out.startswith("ok") and "soc-cycle" in out and "stopped" in out
     # the actor is whose token the CLI sent, not a name it claims
-    audited = await tap.wait_for(lambda e: e.type == "command_handled" and e.actor == ADMIN_ACTOR)
-    assert audited.payload().reason == "maintenance window" and audited.system == "soc-cycle"
+    audited = await tap.wait_for(lambda e: command_of(e) is not None and e.actor == ADMIN_ACTOR)
+    assert command_of(audited).reason == "maintenance window" and audited.system == "soc-cycle"
 
     # a stopped engine refuses a trigger: one FAILED line, exit 1
     code, out, _ = await aoc(capsys, "trigger", "soc-cycle")

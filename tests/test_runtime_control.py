@@ -11,7 +11,7 @@ import msgspec
 import pytest
 
 from contracts.commands import reply_decoder
-from contracts.events import envelope_decoder, heartbeat_decoder
+from contracts.events import command_of, envelope_decoder, heartbeat_decoder
 from contracts.systems import SYSTEMS
 from services.runtime import CycleOutcome, EngineHost, Loop, StopRequested
 from services.runtime.bus import barrier
@@ -31,8 +31,8 @@ async def test_empty_body_stop_then_start_from_raw_nats(engines, nc, tap):
 
     reply, _ = await ask(nc, "aoc.ctl.soc-cycle.start", b'{"actor":"alice","reason":"incident 42 over"}')
     assert (reply.ok, reply.state, reply.changed) == (True, "running", True)
-    audit = await tap.wait_for(lambda e: e.type == "command_handled" and e.actor == "alice")
-    payload = audit.payload()
+    audit = await tap.wait_for(lambda e: command_of(e) is not None and e.actor == "alice")
+    payload = command_of(audit)
     assert (payload.verb, payload.outcome, payload.reason) == ("start", "accepted", "incident 42 over")
     lifecycle = [
         e.payload().state
@@ -56,12 +56,12 @@ async def test_broadcast_stop_with_json_body_reaches_every_engine(engines, nc, t
     await barrier(nc)
     for slug in SYSTEMS:
         await tap.wait_for(
-            lambda e, slug=slug: e.system == slug and e.type == "command_handled" and e.actor == "alice"
+            lambda e, slug=slug: e.system == slug and command_of(e) is not None and e.actor == "alice"
         )
     assert {host.lifecycle.state for host in engines.values()} == {"stopped"}
-    audits = tap.matching(lambda e: e.type == "command_handled" and e.actor == "alice")
-    assert {a.payload().origin for a in audits} == {"all"}
-    assert {a.payload().reason for a in audits} == {"incident 42"}
+    audits = tap.matching(lambda e: command_of(e) is not None and e.actor == "alice")
+    assert {command_of(a).origin for a in audits} == {"all"}
+    assert {command_of(a).reason for a in audits} == {"incident 42"}
 
 
 async def test_garbage_unknown_verb_and_wrong_types_are_refused_and_audited(engines, nc, tap):
@@ -92,8 +92,8 @@ async def test_unknown_system_on_raw_nats_gets_an_error_from_the_gateway(setting
         reply, _ = await ask(nc, "aoc.ctl.no-such-engine.stop")
         assert not reply.ok and reply.error == "unknown_system"
         assert "no-such-engine" in reply.message
-        audit = await tap.wait_for(lambda e: e.type == "command_handled" and e.system == "gateway")
-        assert audit.payload().target == "no-such-engine"
+        audit = await tap.wait_for(lambda e: command_of(e) is not None and e.system == "gateway")
+        assert command_of(audit).target == "no-such-engine"
     finally:
         await gateway.close()
 
@@ -112,7 +112,7 @@ async def test_duplicate_command_id_acts_once(engines, nc, tap):
     )
     assert [e.payload().state for e in restarts] == ["stopped", "running"]  # one restart, not two
     outcomes = [
-        e.payload().outcome for e in tap.matching(lambda e: e.type == "command_handled" and e.actor == "bob")
+        command_of(e).outcome for e in tap.matching(lambda e: command_of(e) is not None and e.actor == "bob")
     ]
     assert outcomes == ["accepted", "duplicate"]
 

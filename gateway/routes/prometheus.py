@@ -29,7 +29,6 @@ from prometheus_client import Counter as PromCounter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from contracts.events import CommandHandled
 from contracts.systems import SYSTEMS
 from gateway import views
 from gateway.deps import Gateway
@@ -40,6 +39,7 @@ router = APIRouter(include_in_schema=False)
 
 STATES = ("running", "stopped", "starting", "stopping", "unreachable")
 KNOWN_SOURCES = frozenset({*SYSTEMS, "gateway"})
+COMMAND_ACTION = "command_"  # the summary action of every command's audit record
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -81,8 +81,8 @@ class BusCollector(Collector):
         for row in rows[start:]:
             system = row.system if row.system in KNOWN_SOURCES else "other"
             self._events[(system, row.type)] += 1
-            if row.type == CommandHandled.TYPE:
-                self._commands[(system, row.action.removeprefix("command_"), row.result)] += 1
+            if row.action.startswith(COMMAND_ACTION):  # command_handled, or a command's lifecycle event
+                self._commands[(system, row.action.removeprefix(COMMAND_ACTION), row.result)] += 1
         if rows:
             self._counted_seq = max(self._counted_seq, rows[-1].seq)
 

@@ -31,7 +31,7 @@ import msgspec
 import structlog
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NotFoundError
+from nats.js.errors import BucketNotFoundError, NotFoundError
 
 from contracts import subjects
 from contracts.commands import reply_decoder
@@ -57,6 +57,7 @@ from services.healing.checks import FAILED, SKIPPED, CheckResult, SubsystemCheck
 from services.healing.config import HealingSettings
 from services.healing.liveness import Memory, Observation, Thresholds, Verdict, classify, loops_from_detail
 from services.runtime import CycleOutcome, Engine, Loop
+from services.runtime.desired import desired_of
 from services.runtime.stream import replay
 
 log = structlog.get_logger()
@@ -132,7 +133,6 @@ class HealingEngine(Engine):
         assert self.host is not None
         self.nc, self.js = self.host.nc, self.host.js
         await self._ensure_probes()
-        self.desired_kv = await self.js.key_value(subjects.DESIRED_STATE_BUCKET)
         self.subsystems = SubsystemChecks(
             self.nc,
             self.js,
@@ -160,11 +160,7 @@ class HealingEngine(Engine):
 
     async def desired_state(self, slug: str) -> str:
         """The desired state an engine comes back with; what an operator decided."""
-        try:
-            entry = await self.desired_kv.get(slug)
-        except KeyNotFoundError:
-            return "running" if self.settings.autostart else "stopped"
-        return msgspec.json.decode(entry.value or b"{}").get("desired", "running")
+        return str(await desired_of(self.js, slug, autostart=self.settings.autostart))
 
     # --- heartbeat watch ----------------------------------------------------------------------
 

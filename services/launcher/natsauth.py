@@ -164,8 +164,7 @@ def engine_permissions(slug: str, catalog: Catalog) -> Permissions:
         publish=[
             subjects.evt(slug, ">"),
             subjects.hb(slug),
-            # its own rows of the shared buckets: desired state and handled command ids
-            f"$KV.{subjects.DESIRED_STATE_BUCKET}.{slug}",
+            # its own rows of the shared bucket of handled command ids
             f"$KV.{subjects.COMMAND_IDS_BUCKET}.{slug}.>",
             *_bucket_writer(catalog.buckets_of(slug)),
             *_shared_areas(catalog),

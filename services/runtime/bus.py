@@ -27,7 +27,7 @@ from nats.errors import ConnectionClosedError, NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
-from nats.js.errors import NoStreamResponseError, ServiceUnavailableError
+from nats.js.errors import BadRequestError, NoStreamResponseError, ServiceUnavailableError
 
 from contracts import subjects
 from contracts.events import Envelope, Heartbeat, encode
@@ -153,13 +153,16 @@ class EventPublisher:
         self._keep = keep
         self.published: list[tuple[Envelope, PubAck]] = []
 
-    async def publish(self, event: Envelope) -> PubAck:
+    async def publish(self, event: Envelope, *, after_seq: int | None = None) -> PubAck:
+        """Store ``event``. With ``after_seq``, only if the newest event on its subject is
+        still at that sequence (0: none yet); else ``Superseded`` (fencing)."""
         ack = await publish_with_retry(
             self._js,
             subjects.evt(event.system, event.type),
             encode(event),
             msg_id=event.id,
             deadline=self._deadline,
+            after_seq=after_seq,
         )
         self._stored(event, ack)
         return ack
@@ -175,7 +178,8 @@ class EventPublisher:
     async def heartbeat(self, beat: Heartbeat) -> None:
         # a lost heartbeat is replaced by the next one: one try, no retry
         try:
-            await self._js.publish(subjects.hb(beat.system), encode(beat), timeout=1.0)
+            subject = subjects.hb(beat.system, None if beat.role == "active" else beat.instance)
+            await self._js.publish(subject, encode(beat), timeout=1.0)
         except RETRYABLE as exc:
             log.warning("heartbeat.not_stored", error=type(exc).__name__)
 
@@ -247,15 +251,35 @@ class WriteBatch:
         return await publish_with_retry(self._js, subject, payload, msg_id=msg_id, deadline=self._deadline)
 
 
+class Superseded(Exception):
+    """A fenced write found a newer event on its subject than the writer had seen."""
+
+
+WRONG_LAST_SEQUENCE = 10071  # JetStream's err_code for Nats-Expected-Last-Subject-Sequence
+
+
 async def publish_with_retry(
-    js: JetStreamContext, subject: str, payload: bytes, *, msg_id: str | None, deadline: float = 30.0
+    js: JetStreamContext,
+    subject: str,
+    payload: bytes,
+    *,
+    msg_id: str | None,
+    deadline: float = 30.0,
+    after_seq: int | None = None,
 ) -> PubAck:
-    headers = {"Nats-Msg-Id": msg_id} if msg_id else None
+    headers = {"Nats-Msg-Id": msg_id} if msg_id else {}
+    if after_seq is not None:
+        # a retry after a lost ack is recognised by its Nats-Msg-Id before this is checked
+        headers["Nats-Expected-Last-Subject-Sequence"] = str(after_seq)
     give_up = time.monotonic() + deadline
     delay = 0.05
     while True:
         try:
-            return await js.publish(subject, payload, headers=headers, timeout=2.0)
+            return await js.publish(subject, payload, headers=headers or None, timeout=2.0)
+        except BadRequestError as exc:
+            if exc.err_code == WRONG_LAST_SEQUENCE:
+                raise Superseded(f"{subject}: {exc.description}") from None
+            raise
         except RETRYABLE as exc:
             if time.monotonic() + delay > give_up:
                 log.error("event.publish_failed", subject=subject, msg_id=msg_id, error=type(exc).__name__)

@@ -15,12 +15,14 @@ from typing import Any
 
 import msgspec
 from nats.aio.client import Client
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.micro import add_service
 from nats.micro.request import Request
 from nats.micro.service import EndpointStats, Service
 
 from contracts import subjects
-from contracts.commands import VERBS, Command, CommandError, CommandReply, decode_command
+from contracts.commands import VERBS, Command, CommandError, CommandReply, decode_command, reply_decoder
 from contracts.events import encode, new_id
 
 ANONYMOUS_NATS = "nats:anonymous"
@@ -46,6 +48,8 @@ class ControlRequest:
     command_id: str
     correlation_id: str
     refusal: Refusal | None = None
+    body: bytes = b""  # as received: what a standby forwards to the active instance
+    headers: dict[str, str] | None = None
 
     @property
     def mutating(self) -> bool:
@@ -73,6 +77,8 @@ def parse_request(subject: str, body: bytes, headers: dict[str, str], reply_to: 
             command.command_id or new_id(),
             command.correlation_id or "",
             Refusal(error, message),
+            body,
+            headers,
         )
 
     # nats-server does not check a push consumer's deliver subject against its
@@ -102,6 +108,9 @@ def parse_request(subject: str, body: bytes, headers: dict[str, str], reply_to: 
         command.actor or headers.get("Aoc-Actor") or ANONYMOUS_NATS,
         command_id,
         command.correlation_id or headers.get("X-Correlation-ID") or command_id,
+        None,
+        body,
+        headers,
     )
 
 
@@ -180,3 +189,43 @@ class ControlEndpoints:
                 await request.respond_error(reply.error or "error", reply.message, data=encode(reply))
         except ValueError:
             pass  # `nats pub` sends no reply subject: the audit event is the answer
+
+
+FORWARDED_SUBJECT = "Aoc-Subject"  # the subject a forwarded command was first sent to
+FORWARDED_BY = "Aoc-Forwarded-By"
+COMMAND_ID = "Aoc-Command-Id"  # the id the standby gave it, so a fallback cannot apply it twice
+
+
+class ForwardFailed(Exception):
+    """The active instance did not answer a forwarded command."""
+
+
+async def forward(
+    nc: Client, subject: str, request: ControlRequest, *, by: str, timeout: float
+) -> CommandReply:
+    """Send a command a standby received to the active instance, and return its reply."""
+    headers = dict(request.headers or {})
+    headers.update({FORWARDED_SUBJECT: request.subject, FORWARDED_BY: by, COMMAND_ID: request.command_id})
+    try:
+        msg = await nc.request(subject, request.body, timeout=timeout, headers=headers)
+    except (NatsTimeoutError, TimeoutError, NoRespondersError) as exc:
+        raise ForwardFailed(type(exc).__name__) from None
+    reply = reply_decoder.decode(msg.data)
+    if reply.error == "not_active":
+        raise ForwardFailed("not_active")
+    return reply
+
+
+def forwarded_request(
+    msg_subject: str, body: bytes, headers: dict[str, str], reply_to: str | None
+) -> ControlRequest:
+    """A command forwarded by a standby, as it was first received."""
+    inner = dict(headers)
+    subject = inner.pop(FORWARDED_SUBJECT, msg_subject)
+    inner.pop(FORWARDED_BY, None)
+    command_id = inner.pop(COMMAND_ID, None)
+    request = parse_request(subject, body, inner, reply_to)
+    if command_id and not request.command.command_id:
+        request.command_id = command_id
+        request.correlation_id = request.command.correlation_id or inner.get("X-Correlation-ID") or command_id
+    return request

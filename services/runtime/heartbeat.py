@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import Callable
 
 import structlog
@@ -23,8 +24,15 @@ class Heartbeats:
         interval: float,
         snapshot: Callable[[], StatusSnapshot],
         publisher: EventPublisher,
+        *,
+        instance: str = "",
+        role: Callable[[], tuple[str, int]] = lambda: ("active", 0),
     ) -> None:
         self.slug = slug
+        self.instance = instance
+        self._role = role  # () -> (active | standby, epoch)
+        self.started = utcnow()
+        self.host = socket.gethostname()
         self.boot_id = boot_id
         self.interval = interval
         self._snapshot = snapshot
@@ -44,6 +52,7 @@ class Heartbeats:
 
     async def send(self) -> None:
         self._seq += 1
+        role, epoch = self._role()
         beat = Heartbeat(
             system=self.slug,
             boot_id=self.boot_id,
@@ -52,6 +61,11 @@ class Heartbeats:
             status=self._snapshot(),
             process=process_metrics(),
             interval_s=self.interval,
+            instance=self.instance,
+            role=role,
+            epoch=epoch,
+            host=self.host,
+            started=self.started,
         )
         await self._publisher.heartbeat(beat)
 

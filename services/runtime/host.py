@@ -10,47 +10,64 @@
 - counters (``counters.py``) resumed from the engine's own last cycle event.
 
 What is left here is the story of a command: parse it, refuse it, or apply it under
-the transition lock with its writes in one batch, and answer.
+the transition lock as one event, and answer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 import msgspec
 import structlog
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 
+from contracts import subjects
 from contracts.commands import CommandReply
 from contracts.events import (
     CycleCompleted,
     Envelope,
+    InstanceTookOver,
     LifecycleChanged,
     StatusSnapshot,
     Summary,
+    encode,
+    envelope_decoder,
     new_event,
     new_id,
 )
 from contracts.settings import Settings
-from contracts.streams import desired_state_bucket, ensure_all
-from services.runtime.bus import EventPublisher, WriteBatch, barrier, connect
-from services.runtime.control import ControlEndpoints, ControlRequest, parse_request
+from contracts.streams import ensure_all
+from services.runtime.bus import EventPublisher, Superseded, barrier, connect
+from services.runtime.control import (
+    ControlEndpoints,
+    ControlRequest,
+    ForwardFailed,
+    forward,
+    forwarded_request,
+    parse_request,
+)
 from services.runtime.counters import Counters, resume_counters
 from services.runtime.dedup import CommandIds
 from services.runtime.desired import DesiredState
 from services.runtime.engine import CycleOutcome, Engine, Loop
 from services.runtime.heartbeat import Heartbeats
+from services.runtime.lease import Acquired, Lease, LeaseKeeper, Me
 from services.runtime.lifecycle import Lifecycle, State
 from services.runtime.loops import LoopRunner
 from services.runtime.process import process_metrics
-from services.runtime.replies import Replies, command_record, outcome_of
+from services.runtime.replies import Replies, command_audit, command_record, command_summary, outcome_of
+from services.runtime.stream import Follower, last_message
 
 log = structlog.get_logger()
 
 T = TypeVar("T")
+# an instance's role: standby until it holds the lease; activating while it rebuilds;
+# suspended while it cannot renew the lease (fenced: nothing runs), until it resumes
+ACTIVE, STANDBY, ACTIVATING, SUSPENDED = "active", "standby", "activating", "suspended"
 
 
 class EngineHost:
@@ -63,10 +80,18 @@ class EngineHost:
         self.lifecycle = Lifecycle()
         self.counters = Counters()
         self.boot_id = new_id()
+        self.instance = settings.effective_instance_id
+        self.role = STANDBY  # active once it holds the engine's lease (lease.py)
         self.replies = Replies(self.slug, lambda: (self.lifecycle.state, self.desired))
         self._transition = asyncio.Lock()
         self._background: set[asyncio.Task[Any]] = set()
-        self.log = log.bind(system=self.slug)
+        self._active = asyncio.Event()
+        self.deposed = asyncio.Event()  # set when this instance lost its lease: the process should exit
+        self._set_up = False
+        self._follower: Follower | None = None
+        self._fenced_epoch = 0
+        self._forwarded: Any = None
+        self.log = log.bind(system=self.slug, instance=self.instance)
         engine.host = self
 
     @property
@@ -76,57 +101,198 @@ class EngineHost:
     # --- process lifetime -----------------------------------------------------------------
 
     async def open(self) -> None:
+        """Connect, answer on the bus, and become the active instance if the lease is free
+        (a single instance always is: ``open`` returns with the engine as it should be).
+        Otherwise stay a standby that forwards commands and waits for the lease."""
         if self.nc is None:
             self.nc = await connect(self.settings, name=f"aoc-{self.slug}")
         self.js = self.nc.jetstream()
         buckets = await ensure_all(self.js, self.settings)
-        self._desired = DesiredState(
-            buckets["desired"],
-            desired_state_bucket(self.settings).bucket,
-            self.slug,
-            autostart=self.settings.autostart,
+        self.lease = Lease(buckets["leases"], self.slug, Me(self.instance, self.boot_id))
+        self.keeper = LeaseKeeper(
+            self.lease,
+            self.settings.lease_ttl,
+            on_acquired=self._activate,
+            on_suspended=self._suspend,
+            on_resumed=self._resume,
+            on_lost=self._deposed,
+            may_resume=self._nobody_else_acted,
         )
+        self._desired = DesiredState(self.js, self.slug, autostart=self.settings.autostart)
         self.command_ids = CommandIds(buckets["commands"], self.slug, self.replies)
         self.publisher = EventPublisher(self.js, deadline=self.settings.publish_deadline)
-        self.counters = await resume_counters(self.js, self.slug)
         self.loops = LoopRunner(
             self.slug, self.engine.loops(), stop_grace=self.settings.stop_grace, on_cycle=self._record_cycle
         )
-        await self.engine.setup()
         self.control = ControlEndpoints(
             self.nc,
             slug=self.slug,
             label=self.engine.info.label,
             schedule=self.engine.info.schedule,
             handler=self._dispatch,
-            stats=lambda: {"state": str(self.lifecycle.state), "desired": str(self.desired)},
+            stats=lambda: {
+                "state": str(self.lifecycle.state),
+                "desired": str(self.desired),
+                "role": self.role,
+            },
         )
         await self.control.start()
+        self._forwarded = await self.nc.subscribe(
+            subjects.instance(self.slug, self.instance), cb=self._on_forwarded
+        )
         self.heartbeats = Heartbeats(
-            self.slug, self.boot_id, self.settings.heartbeat_interval, self.snapshot, self.publisher
+            self.slug,
+            self.boot_id,
+            self.settings.heartbeat_interval,
+            self.snapshot,
+            self.publisher,
+            instance=self.instance,
+            role=lambda: (self.role, self.lease.epoch),
         )
         self.heartbeats.start()
 
-        if await self._desired.load() == State.RUNNING:
+        acquired = await self.lease.try_acquire()
+        if acquired is not None:
+            self.keeper.held_since_renewal()
+            await self._activate(acquired)
+        else:
+            holder, _ = await self.lease.holder()
+            self.log.info("engine.standby", active=holder.instance if holder else None)
+            await self.heartbeats.send()
+        self.keeper.start()
+        await barrier(self.nc)  # every endpoint and intake is known to the server once open returns
+        self.log.info("engine.opened", state=self.lifecycle.state, desired=self.desired, role=self.role)
+
+    async def _activate(self, acquired: Acquired) -> None:
+        """The lease is ours: rebuild, obey the durable desired state, say who took over."""
+        self.role = ACTIVATING
+        try:
+            async with self._transition:
+                self.counters = await resume_counters(self.js, self.slug)
+                if not self._set_up:
+                    await self.engine.setup()
+                    self._set_up = True
+                self.role = ACTIVE
+                desired = await self._desired.load()
+        except BaseException:
+            self.role = STANDBY
+            with contextlib.suppress(Exception):
+                await self.lease.release()  # let another instance try
+            raise
+        previous = acquired.previous
+        if previous is not None and previous.instance != self.instance:
+            await self.publish(
+                InstanceTookOver(
+                    instance=self.instance,
+                    epoch=acquired.epoch,
+                    previous_instance=previous.instance,
+                    previous_epoch=acquired.previous_epoch,
+                    previous_boot_id=previous.boot_id,
+                ),
+                Summary(
+                    action="instance_took_over",
+                    detail=f"{self.instance} took over from {previous.instance} "
+                    f"(epoch {acquired.previous_epoch} -> {acquired.epoch})",
+                    result="success",
+                ),
+            )
+        if desired == State.RUNNING:
             await self._go(State.RUNNING, reason="process started", actor=self.slug)
         else:
             # say so, so the dashboard shows an acknowledged stop rather than nothing
-            await self._publish_lifecycle(State.STOPPED, State.STOPPED, "restored desired state: stopped")
+            async with self._transition:
+                event = self._lifecycle_event(
+                    State.STOPPED, State.STOPPED, "restored desired state: stopped", None, None, None
+                )
+                await self._desired.store(event, self.publisher)
             await self.heartbeats.send()
-        await barrier(self.nc)  # every endpoint and intake is known to the server once open returns
-        self.log.info("engine.opened", state=self.lifecycle.state, desired=self.desired)
+        await self._follow_desired_state()
+        self._active.set()
+        self.log.info("engine.active", epoch=self.lease.epoch, desired=desired)
+
+    async def _fence(self, role: str) -> None:
+        """Stop every loop and background task at once and write nothing more as the active
+        instance: before another instance can take over."""
+        self.role = role
+        self._active.clear()
+        await self.loops.stop()
+        if self.lifecycle.state == State.RUNNING:
+            self.lifecycle.move(State.STOPPING)
+            with contextlib.suppress(Exception):
+                await self.engine.on_stop()
+            self.lifecycle.move(State.STOPPED)
+        if self._follower is not None:
+            await self._follower.stop()
+            self._follower = None
+
+    async def _suspend(self, reason: str) -> None:
+        """The lease could not be renewed (no server): fence, and wait to resume."""
+        self._fenced_epoch = self.lease.epoch
+        await self._fence(SUSPENDED)
+        self.log.error("engine.suspended", reason=reason, epoch=self._fenced_epoch)
+
+    async def _nobody_else_acted(self) -> bool:
+        """May a suspended instance whose lease ran out take it again and carry on? Only if
+        no other instance became active meanwhile: each activation writes a lifecycle
+        event, so the newest one must still be this instance's, at the fenced epoch."""
+        stored = await last_message(self.js, subjects.evt(self.slug, LifecycleChanged.TYPE))
+        if stored is None:
+            return True
+        event = envelope_decoder.decode(stored.data)
+        return event.instance == self.instance and event.epoch == self._fenced_epoch
+
+    async def _resume(self) -> None:
+        """Back on the bus with the lease: carry on as the desired state says."""
+        self.role = ACTIVATING
+        async with self._transition:
+            desired = await self._desired.load()
+        self.role = ACTIVE
+        await self._go(desired, reason="resumed: the lease is held again", actor=self.slug, persist=False)
+        await self._follow_desired_state()
+        self._active.set()
+        self.log.info("engine.resumed", epoch=self.lease.epoch, desired=desired)
+
+    async def _follow_desired_state(self) -> None:
+        self._follower = await Follower(
+            self.nc,
+            subjects.evt(self.slug, LifecycleChanged.TYPE),
+            self._on_lifecycle_event,
+            start_seq=self._desired.last_seq + 1,
+            name=f"{self.slug}-desired",
+        ).start()
+
+    async def _deposed(self, reason: str) -> None:
+        """Another instance holds the lease: fence, and leave. This process's engine state is
+        not rebuilt a second time: main.serve exits and the supervisor starts a fresh
+        standby; in-process, the host stays passive."""
+        await self._fence(STANDBY)
+        self.keeper.passive = True
+        self.log.error("engine.deposed", reason=reason)
+        self.deposed.set()
 
     async def close(self) -> None:
-        """Process shutdown: stop the loops but leave the desired state as it is."""
-        with contextlib.suppress(Exception):
-            await self._go(State.STOPPED, reason="process shutting down", actor=self.slug, persist=False)
+        """Process shutdown: stop the loops but leave the desired state as it is, and hand
+        the lease over at once."""
+        await self.keeper.stop()
+        if self.lease.held:
+            with contextlib.suppress(Exception):
+                await self._go(State.STOPPED, reason="process shutting down", actor=self.slug, persist=False)
+            with contextlib.suppress(Exception):
+                await self.lease.release()
+        self.role = STANDBY
+        if self._follower is not None:
+            await self._follower.stop()
         await self.stop_heartbeats()
         for task in list(self._background):
             task.cancel()
-        with contextlib.suppress(Exception):
-            await self.engine.teardown()
+        if self._set_up:
+            with contextlib.suppress(Exception):
+                await self.engine.teardown()
         with contextlib.suppress(Exception):
             await self.control.stop()
+        if self._forwarded is not None:
+            with contextlib.suppress(Exception):
+                await self._forwarded.unsubscribe()
         if self._owns_nc and self.nc is not None:
             with contextlib.suppress(Exception):
                 await self.nc.drain()
@@ -134,82 +300,106 @@ class EngineHost:
     # --- lifecycle ------------------------------------------------------------------------
 
     async def _go(self, target: State, *, reason: str, actor: str, persist: bool = True) -> bool:
-        """Bring the engine to a settled state, its writes stored. Returns False when it
+        """Bring the engine to a settled state, its event stored. Returns False when it
         already was there."""
-        async with self._transaction() as batch:
-            changed = await self._move(target, batch, reason=reason, actor=actor, persist=persist)
+        async with self._transition:
+            changed = await self._move(target, reason=reason, actor=actor, persist=persist)
         if changed:
             self.heartbeats.soon()
         return changed
 
-    @contextlib.asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[WriteBatch]:
-        """A state change's writes: sent in one batch under the transition lock and
-        confirmed before it is released, also when the work failed (what was sent is
-        then still stored; the work's own error wins)."""
-        async with self._transition:
-            batch = self.publisher.batch()
-            try:
-                yield batch
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    await batch.confirmed()
-                raise
-            await batch.confirmed()
-
     async def _move(
         self,
         target: State,
-        batch: WriteBatch,
         *,
         reason: str,
         actor: str,
-        command_id: str | None = None,
-        correlation_id: str = "",
+        desired: State | None = None,
         persist: bool = True,
+        request: ControlRequest | None = None,
+        message: str | None = None,
     ) -> bool:
-        """The transition itself; the caller holds ``_transition`` and confirms ``batch``."""
-        if persist and self.desired != target:
-            await self._desired.record(target, batch, actor=actor, reason=reason, command_id=command_id)
+        """One settled change, recorded as one lifecycle event (which is also the durable
+        desired state and, for a command, its audit). The caller holds ``_transition``.
+
+        The event is sent before the work and confirmed after it, so the two overlap; a
+        write that fails leaves the engine stopped (the safe side) and raises."""
         settled = self.lifecycle.state
         steps = Lifecycle.plan(settled, target)
-        for step in steps:
-            self.lifecycle.move(step)
-            if step == State.STOPPING:
-                await self.loops.stop()
-                await self.engine.on_stop()
-            elif step == State.RUNNING:
-                self.loops.stopping.clear()
-                await self.engine.on_start()
-                self.loops.start()
-        if steps:
-            # one event per settled change (the transient states ride on heartbeats):
-            # fewer fsynced writes on the emergency-stop path
-            await self._publish_lifecycle(target, settled, reason, actor, command_id, correlation_id, batch)
-        return bool(steps)
+        if not steps:
+            return False
+        wanted = desired or (target if persist else self.desired)
+        before = self._desired.value
+        self._desired.value = wanted
+        event = self._lifecycle_event(target, settled, reason, actor, request, message)
+        stored = asyncio.ensure_future(self._desired.store(event, self.publisher))
+        try:
+            for step in steps:
+                self.lifecycle.move(step)
+                if step == State.STOPPING:
+                    await self.loops.stop()
+                    await self.engine.on_stop()
+                elif step == State.RUNNING:
+                    self.loops.stopping.clear()
+                    await self.engine.on_start()
+                    self.loops.start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await stored  # what was sent is stored; the work's own error wins
+            raise
+        self.heartbeats.soon()  # its psutil work overlaps the wait for the ack
+        try:
+            await stored
+        except BaseException:
+            self._desired.value = before
+            if self.lifecycle.state == State.RUNNING:
+                await self._fall_back_to_stopped()
+            raise
+        return True
 
-    async def _publish_lifecycle(
+    async def _fall_back_to_stopped(self) -> None:
+        """A start whose event could not be stored does not keep running unrecorded."""
+        with contextlib.suppress(Exception):
+            self.lifecycle.move(State.STOPPING)
+            await self.loops.stop()
+            await self.engine.on_stop()
+            self.lifecycle.move(State.STOPPED)
+
+    def _lifecycle_event(
         self,
         state: State,
         previous: State,
         reason: str,
-        actor: str | None = None,
-        command_id: str | None = None,
-        correlation_id: str = "",
-        batch: WriteBatch | None = None,
-    ) -> None:
-        detail = f"{self.engine.info.label} {state}"
-        if reason:
-            detail += f" — {reason}"
-        event = self.new_event(
+        actor: str | None,
+        request: ControlRequest | None,
+        message: str | None,
+    ) -> Envelope:
+        """The lifecycle event of a change; with ``message``, also the audit of the command
+        that made it (a restart's first half carries only the command id)."""
+        audit = None
+        if request is not None and message is not None:
+            summary = command_summary(request, "accepted", message)
+            audit = command_audit(request, message)
+        else:
+            detail = f"{self.engine.info.label} {state}"
+            if reason:
+                detail += f" — {reason}"
+            summary = Summary(action=f"engine_{state}", detail=detail, result="success")
+        command_id = request.command_id if request else None
+        correlation_id = request.correlation_id if request else ""
+        return self.new_event(
             LifecycleChanged(
-                state=state, previous=previous, desired=self.desired, reason=reason, command_id=command_id
+                state=state,
+                previous=previous,
+                desired=self.desired,
+                reason=reason,
+                command_id=command_id,
+                command=audit,
             ),
-            Summary(action=f"engine_{state}", detail=detail, result="success"),
+            summary,
             actor=actor,
             correlation_id=correlation_id,
         )
-        await (batch or self.publisher).publish(event)
 
     # --- loops and cycles -----------------------------------------------------------------
 
@@ -291,8 +481,9 @@ class EngineHost:
         correlation_id: str = "",
         event_id: str | None = None,
     ) -> Envelope:
-        """An envelope from this engine (actor defaults to the engine), not yet published."""
-        return new_event(
+        """An envelope from this engine (actor defaults to the engine), not yet published;
+        stamped with this instance and its lease epoch."""
+        event = new_event(
             system=self.slug,
             payload=payload,
             summary=summary,
@@ -300,6 +491,9 @@ class EngineHost:
             correlation_id=correlation_id,
             event_id=event_id,
         )
+        event.instance = self.instance
+        event.epoch = self.lease.epoch if hasattr(self, "lease") else 0
+        return event
 
     # --- what the engine says about itself ----------------------------------------------
 
@@ -313,7 +507,9 @@ class EngineHost:
             error_count=self.engine.error_count(self.counters.errors),
             success_rate=self.counters.success_rate,
             total_runs=self.counters.total_runs,
-            extras=self.engine.status_extras(),
+            extras=self.engine.status_extras() if self._set_up else {},
+            role=self.role,
+            instance=self.instance,
         )
 
     def detail(self) -> dict[str, Any]:
@@ -322,11 +518,14 @@ class EngineHost:
             "label": self.engine.info.label,
             "schedule": self.engine.info.schedule,
             **{k: v for k, v in msgspec.to_builtins(self.snapshot()).items() if k != "extras"},
-            **self.engine.status_extras(),
-            **self.engine.detail_extras(),
+            **(self.engine.status_extras() if self._set_up else {}),
+            **(self.engine.detail_extras() if self._set_up else {}),
             "loops": msgspec.to_builtins(self.loops.describe()),
             "process": msgspec.to_builtins(process_metrics()),
             "boot_id": self.boot_id,
+            "instance": self.instance,
+            "role": self.role,
+            "epoch": self.lease.epoch,
         }
         return msgspec.to_builtins(detail)
 
@@ -350,6 +549,17 @@ class EngineHost:
     async def _dispatch(self, request: ControlRequest) -> CommandReply:
         if request.refusal is not None:
             return await self._refuse(request)
+        if self.role == ACTIVATING:  # the lease is ours and the rebuild is under way
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._active.wait(), self.settings.reply_budget)
+        if self.role == SUSPENDED and request.mutating:
+            message = f"{self.instance} lost the bus and is fenced until it holds the lease again"
+            return self.replies.refused(request, "suspended", message)
+        if self.role == STANDBY:
+            return await self._forward(request)
+        return await self._answer(request)
+
+    async def _answer(self, request: ControlRequest) -> CommandReply:
         sender_id = request.command.command_id or ""
         if request.verb == "status":
             return self.replies.make(
@@ -378,14 +588,13 @@ class EngineHost:
             reply = await self._attempt(request, self._trigger(request))
             await self._audit(request, outcome_of(reply), reply.message)
             return reply
-        # A state change, its desired state, lifecycle event and audit go out in one batch
-        # (one round trip), all under the transition lock, so the next command's events
-        # are stored after these.
-        async with self._transaction() as batch:
-            reply = await self._attempt(request, self._change_state(request, batch))
-            await self._audit(request, outcome_of(reply), reply.message, batch)
-            if reply.changed:
-                self.heartbeats.soon()  # its psutil work overlaps the wait for the acks
+        # Under the transition lock, so the next command's events are stored after these.
+        # A change is audited by its own lifecycle event (one write); a command that
+        # changed nothing, or failed, by a command_handled event.
+        async with self._transition:
+            reply = await self._attempt(request, self._change_state(request))
+            if not reply.changed:
+                await self._audit(request, outcome_of(reply), reply.message)
         return reply
 
     async def _attempt(self, request: ControlRequest, work: Awaitable[CommandReply]) -> CommandReply:
@@ -403,34 +612,25 @@ class EngineHost:
         self.command_ids.remember(request.command_id, reply)
         return reply
 
-    async def _change_state(self, request: ControlRequest, batch: WriteBatch) -> CommandReply:
+    async def _change_state(self, request: ControlRequest) -> CommandReply:
         label = self.engine.info.label
         verb = request.verb
-        reason = request.command.reason or f"{verb} by {request.actor}"
-        move = {
-            "reason": reason,
-            "actor": request.actor,
-            "command_id": request.command_id,
-            "correlation_id": request.correlation_id,
-        }
+        move = {"reason": request.command.reason or f"{verb} by {request.actor}", "actor": request.actor}
         if verb == "stop":
-            changed = await self._move(State.STOPPED, batch, **move)
-            message = f"{label} stopped" if changed else f"{label} was already stopped"
+            target, done, already = State.STOPPED, f"{label} stopped", f"{label} was already stopped"
         elif verb == "start":
-            changed = await self._move(State.RUNNING, batch, **move)
-            message = f"{label} started" if changed else f"{label} was already running"
+            target, done, already = State.RUNNING, f"{label} started", f"{label} was already running"
         elif request.unless_stopped and self.desired == State.STOPPED:
             # heal-check's restart: an operator's stop since it looked wins over the healer
-            changed, message = False, f"{label} was stopped by an operator; not restarting it"
-        else:  # restart: persist "running" once, so a crash mid-restart comes back running
-            await self._desired.record(
-                State.RUNNING, batch, actor=request.actor, reason=reason, command_id=request.command_id
-            )
-            await self._move(State.STOPPED, batch, **move, persist=False)
-            await batch.confirmed()  # "stopped" is stored before "running" is sent
-            await self._move(State.RUNNING, batch, **move)
-            changed, message = True, f"{label} restarted"
-        return self.replies.make(verb, message, command_id=request.command_id, changed=changed)
+            message = f"{label} was stopped by an operator; not restarting it"
+            return self.replies.make(verb, message, command_id=request.command_id)
+        else:  # restart: "stopped" is stored with desired "running": a crash mid-restart comes back running
+            await self._move(State.STOPPED, **move, desired=State.RUNNING, request=request)
+            target, done, already = State.RUNNING, f"{label} restarted", f"{label} restarted"
+        changed = await self._move(target, **move, request=request, message=done)
+        return self.replies.make(
+            verb, done if changed else already, command_id=request.command_id, changed=changed
+        )
 
     async def _trigger(self, request: ControlRequest) -> CommandReply:
         label = self.engine.info.label
@@ -471,6 +671,110 @@ class EngineHost:
             result={"ok": outcome.ok, "result": outcome.result, **outcome.output},
         )
 
+    # --- a standby's commands -------------------------------------------------------------
+
+    async def _on_forwarded(self, msg: Msg) -> None:
+        """A command a standby received and passed on to this (active) instance."""
+        request = forwarded_request(msg.subject, msg.data, dict(msg.headers or {}), msg.reply)
+        if self.role == STANDBY:
+            reply = self.replies.refused(request, "not_active", f"{self.instance} is not the active instance")
+        else:
+            reply = await self._dispatch(request)
+        if msg.reply:
+            await msg.respond(encode(reply))
+
+    async def _forward(self, request: ControlRequest) -> CommandReply:
+        """A standby passes a command to the active instance. When none answers: status and
+        detail are answered here; a vacant lease is taken; a stop, start or restart is
+        recorded as the durable desired state, which the next active instance obeys."""
+        holder, epoch = await self.lease.holder()
+        if holder is not None and holder.boot_id != self.boot_id:
+            timeout = min(self.settings.reply_budget + 0.3, self.settings.control_timeout * 0.75)
+            try:
+                return await forward(
+                    self.nc,
+                    subjects.instance(self.slug, holder.instance),
+                    request,
+                    by=self.instance,
+                    timeout=timeout,
+                )
+            except ForwardFailed as exc:
+                self.log.warning("command.forward_failed", active=holder.instance, error=str(exc))
+        if request.verb in ("status", "detail"):
+            return await self._answer(request)
+        if holder is None and not self.keeper.passive:
+            acquired = await self.lease.try_acquire()
+            if acquired is not None:
+                self.keeper.held_since_renewal()
+                await self._activate(acquired)
+                return await self._answer(request)
+        if request.verb in ("stop", "start", "restart"):
+            return await self._record_for_next_active(request, epoch)
+        message = f"no active instance of {self.engine.info.label} answered; try again in a few seconds"
+        reply = self.replies.refused(request, "no_active_instance", message)
+        await self._audit(request, "failed", message)
+        return reply
+
+    async def _record_for_next_active(self, request: ControlRequest, epoch: int) -> CommandReply:
+        """During a failover: store the command's desired state (fenced on the newest
+        lifecycle event), so whichever instance is active next comes up that way."""
+        target = State.STOPPED if request.verb == "stop" else State.RUNNING
+        label = self.engine.info.label
+        message = (
+            f"{label} {request.verb} recorded by standby {self.instance}: no active instance answered; "
+            f"the next active instance comes up {target}"
+        )
+        async with self._transition:
+            for _ in range(3):
+                await self._desired.load()
+                last = self._desired.last
+                if last is not None and last.command_id == request.command_id:
+                    return self.replies.make(
+                        request.verb, "already applied", command_id=request.command_id, duplicate=True
+                    )
+                previous = State(last.state) if last is not None else State.STOPPED
+                self._desired.value = target
+                event = self._lifecycle_event(
+                    State.STOPPED,
+                    previous,
+                    request.command.reason or message,
+                    request.actor,
+                    request,
+                    message,
+                )
+                event.epoch = epoch  # the epoch it writes under: the holder's it saw, not a deposed one
+                try:
+                    await self._desired.store(event, self.publisher)
+                    break
+                except Superseded:
+                    continue
+            else:
+                raise Superseded("the desired state kept changing while a standby recorded a command")
+        return self.replies.make(
+            request.verb, message, command_id=request.command_id, changed=True, status="recorded"
+        )
+
+    async def _on_lifecycle_event(self, seq: int, data: bytes, _at: Any) -> None:
+        """The active instance follows the durable desired state: a lifecycle event it did
+        not write (a standby recorded a command while this one did not answer) is obeyed."""
+        event = envelope_decoder.decode(data)
+        if (
+            event.instance == self.instance and event.epoch == self.lease.epoch
+        ) or seq <= self._desired.last_seq:
+            return
+        self.log.warning("engine.desired_changed_elsewhere", by=event.instance, seq=seq)
+        task = asyncio.create_task(self._obey(event))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _obey(self, event: Envelope) -> None:
+        async with self._transition:
+            target = await self._desired.load()
+            reason = f"following the desired state recorded by {event.instance or event.source}"
+            changed = await self._move(target, reason=reason, actor=event.actor, persist=False)
+        if changed:
+            self.heartbeats.soon()
+
     async def _refuse(self, request: ControlRequest) -> CommandReply:
         refusal = request.refusal
         assert refusal is not None
@@ -480,9 +784,7 @@ class EngineHost:
         await self._audit(request, "rejected", refusal.message)
         return self.replies.refused(request, refusal.error, refusal.message)
 
-    async def _audit(
-        self, request: ControlRequest, outcome: str, message: str, batch: WriteBatch | None = None
-    ) -> None:
+    async def _audit(self, request: ControlRequest, outcome: str, message: str) -> None:
         payload, summary = command_record(request, self.slug, outcome, message)
         event = self.new_event(payload, summary, actor=request.actor, correlation_id=request.correlation_id)
-        await (batch or self.publisher).publish(event)
+        await self.publisher.publish(event)

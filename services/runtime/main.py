@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 
 import structlog
 
@@ -12,8 +13,12 @@ from services.runtime.engine import Engine
 from services.runtime.host import EngineHost
 from services.runtime.logs import configure_logging
 
+# exit status of an instance that lost its lease (EX_TEMPFAIL): the supervisor (or the
+# container runtime) starts it again, as a fresh standby
+DEPOSED_EXIT = 75
 
-async def serve(engine_cls: type[Engine]) -> None:
+
+async def serve(engine_cls: type[Engine]) -> int:
     settings = get_settings()
     host = EngineHost(engine_cls(settings), settings)
     stop = asyncio.Event()
@@ -21,11 +26,16 @@ async def serve(engine_cls: type[Engine]) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await host.open()
-    await stop.wait()
-    structlog.get_logger().info("engine.exiting", system=engine_cls.slug)
+    stopping, deposed = asyncio.ensure_future(stop.wait()), asyncio.ensure_future(host.deposed.wait())
+    await asyncio.wait({stopping, deposed}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    deposed.cancel()
+    reason = "deposed" if host.deposed.is_set() else "signal"
+    structlog.get_logger().info("engine.exiting", system=engine_cls.slug, reason=reason)
     await host.close()
+    return DEPOSED_EXIT if host.deposed.is_set() else 0
 
 
 def run(engine_cls: type[Engine]) -> None:
     configure_logging(engine_cls.slug)
-    asyncio.run(serve(engine_cls))
+    sys.exit(asyncio.run(serve(engine_cls)))

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from contracts.commands import CommandReply
-from contracts.events import CommandHandled, Summary
+from contracts.events import CommandAudit, CommandHandled, Summary
 from services.runtime.control import ControlRequest
 
 
@@ -57,10 +57,18 @@ def outcome_of(reply: CommandReply) -> str:
     return "accepted" if reply.ok and reply.changed else ("noop" if reply.ok else "failed")
 
 
+def command_summary(request: ControlRequest, outcome: str, message: str) -> Summary:
+    """The activity-log line of a command: who asked what, with which result and why."""
+    detail = f"{request.verb} from {request.origin}: {message}"
+    if request.command.reason:
+        detail += f" (reason: {request.command.reason})"
+    return Summary(action=f"command_{request.verb}"[:64], detail=detail, result=outcome)
+
+
 def command_record(
     request: ControlRequest, target: str, outcome: str, message: str
 ) -> tuple[CommandHandled, Summary]:
-    """The audit record of one command: who, what, target, reason, result."""
+    """The audit record of a command that changed no state: who, what, target, reason, result."""
     payload = CommandHandled(
         command_id=request.command_id,
         verb=request.verb,
@@ -71,7 +79,11 @@ def command_record(
         reason=request.command.reason,
         subject=request.subject,
     )
-    detail = f"{request.verb} from {request.origin}: {message}"
-    if request.command.reason:
-        detail += f" (reason: {request.command.reason})"
-    return payload, Summary(action=f"command_{request.verb}"[:64], detail=detail, result=outcome)
+    return payload, command_summary(request, outcome, message)
+
+
+def command_audit(request: ControlRequest, message: str) -> CommandAudit:
+    """The audit of a command carried by the lifecycle event it caused."""
+    return CommandAudit(
+        verb=request.verb, origin=request.origin, outcome="accepted", message=message, subject=request.subject
+    )

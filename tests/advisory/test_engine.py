@@ -112,13 +112,13 @@ async def test_failing_feeds_are_marked_while_the_others_refresh(settings, nc, t
         assert advisories["CVE-2024-6387"].cvss == 8.1  # from the HTTP NVD feed
         assert advisories["CVE-2024-1709"].known_exploited  # from the KEV file
         failing = tap.matching(lambda e: e.type == "feed_health_changed")
-        assert sorted(e.payload()["feed"] for e in failing) == ["malformed", "not-allowed", "unreachable"]
+        assert sorted(e.payload().feed for e in failing) == ["malformed", "not-allowed", "unreachable"]
         assert host.snapshot().extras["feeds_failing"] == 3
 
         broken.write_bytes(sample("cisa_kev"))  # the next download is whole
         result = await trigger(nc)
         assert result["feeds"]["malformed"]["status"] == "ok"
-        await tap.wait_for(lambda e: e.type == "feed_health_changed" and e.payload()["status"] == "ok")
+        await tap.wait_for(lambda e: e.type == "feed_health_changed" and e.payload().status == "ok")
         assert host.engine.feed_states["malformed"].consecutive_failures == 0
         assert host.engine.feed_states["unreachable"].consecutive_failures == 2
 

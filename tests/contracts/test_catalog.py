@@ -62,6 +62,7 @@ def test_an_unknown_type_decodes_to_a_dict():
         "desired": "running",
         "reason": "",
         "command_id": None,
+        "command": None,
     }
 
 

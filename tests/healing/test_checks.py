@@ -9,6 +9,7 @@ import json
 from nats.js.api import ConsumerConfig, StreamConfig
 
 from contracts.commands import reply_decoder
+from contracts.events import command_of
 from contracts.ml import ProbeReply
 from services.runtime.testing import running_engines
 from tests.healing.conftest import healer, healing_config, model_probe, until
@@ -109,13 +110,13 @@ async def test_stale_feeds_get_a_refresh_and_an_operator_stop_skips_the_check(se
         assert healing.pending["advisory-refresh:feeds"].action == "trigger"
         command = await tap.wait_for(
             lambda e: (
-                e.type == "command_handled"
+                command_of(e) is not None
                 and e.actor == "heal-check"
                 and e.system == "advisory-refresh"
                 and "stale feeds" in e.payload().reason
             )
         )
-        assert command.payload().verb == "trigger"
+        assert command_of(command).verb == "trigger"
         # the triggered refresh made them fresh; the next pass sees it and closes the episode
         await healing.check_subsystems()
         await healing.remediate()

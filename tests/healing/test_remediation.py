@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import asyncio
 
-import msgspec
-
+from contracts.events import command_of, envelope_decoder
 from contracts.healing import HEALTHY, STALLED, STOPPED
+from services.runtime.stream import last_message
 from tests.healing.conftest import healer, healing_config, stalling_deploy, until
 
 
@@ -16,7 +16,7 @@ def restarts_by_heal_check(tap) -> list[tuple[int, object]]:
     return [
         (seq, event)
         for seq, event in tap.events
-        if event.type == "command_handled" and event.actor == "heal-check" and event.system == "deploy"
+        if command_of(event) is not None and event.actor == "heal-check" and event.system == "deploy"
     ]
 
 
@@ -35,8 +35,8 @@ async def test_a_stalled_engine_gets_a_restart_command_and_recovers(settings, ta
         assert "'watch' has not completed a cycle" in healing.engines["deploy"].reason
         await healing.remediate()
         assert healing.pending["deploy"].action == "restart"
-        command = await tap.wait_for(lambda e: e.type == "command_handled" and e.actor == "heal-check")
-        handled = command.payload()
+        command = await tap.wait_for(lambda e: command_of(e) is not None and e.actor == "heal-check")
+        handled = command_of(command)
         assert (handled.verb, handled.target, handled.outcome) == ("restart", "deploy", "accepted")
         assert handled.reason.startswith("heal-check: stalled")
 
@@ -78,7 +78,7 @@ async def test_breaker_opens_after_repeated_failed_remediations_and_half_opens_a
         assert len(restarts_by_heal_check(tap)) == 3  # exactly one trial
 
     changes = tap.matching(lambda e: e.type == "breaker_changed")
-    assert [e.payload()["breaker"]["state"] for e in changes] == ["open", "half_open", "open"]
+    assert [e.payload().breaker.state for e in changes] == ["open", "half_open", "open"]
     opened, half_opened, _ = (seq for seq, e in tap.events if e.type == "breaker_changed")
     restart_seqs = [seq for seq, _ in restarts_by_heal_check(tap)]
     assert not [seq for seq in restart_seqs if opened < seq < half_opened]  # nothing while open
@@ -117,7 +117,7 @@ async def test_an_engine_an_operator_stopped_is_never_healed(settings, nc, tap):
             await asyncio.sleep(0.2)
         assert healing.engines["deploy"].health == STOPPED
         assert [seq for seq, _ in restarts_by_heal_check(tap) if seq > stopped_at] == []
-        desired = await nc.jetstream().key_value("aoc_desired_state")
-        record = msgspec.json.decode((await desired.get("deploy")).value)
-        assert (record["desired"], record["actor"]) == ("stopped", "alice")
+        last = await last_message(nc.jetstream(), "aoc.evt.deploy.lifecycle_changed")
+        record = envelope_decoder.decode(last.data)
+        assert (record.payload().desired, record.actor) == ("stopped", "alice")
         assert deploy.lifecycle.state == "stopped"

@@ -12,6 +12,7 @@ import signal
 import sys
 
 from contracts.commands import reply_decoder
+from contracts.events import command_of
 from contracts.systems import SYSTEMS
 from services.launcher.supervisor import Backoff, ChildSpec, Supervisor
 from tests.healing.conftest import until
@@ -109,6 +110,6 @@ async def test_kill_9_is_detected_logged_and_the_engine_runs_again(settings_env,
         assert "a new process" in recovered["detail"]
         assert any(f"deploy (pid {first_pid}) exited with signal SIGKILL" in line for line in said)
         # heal-check left the process to the supervisor: no command of its own
-        assert not tap.matching(lambda e: e.type == "command_handled" and e.actor == "heal-check")
+        assert not tap.matching(lambda e: command_of(e) is not None and e.actor == "heal-check")
     finally:
         await supervisor.stop(grace=5)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from contracts.events import command_of
 from contracts.settings import Settings
 from tests.conftest import api_client, serve_gateway
 from tests.security.conftest import Caller, bearer
@@ -20,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def is_audit_of(system: str, verb: str):
-    return lambda e: e.type == "command_handled" and e.system == system and e.payload().verb == verb
+    return lambda e: command_of(e) is not None and e.system == system and command_of(e).verb == verb
 
 
 async def test_the_actor_is_who_authenticated_and_the_request_id_follows_the_command(
@@ -34,7 +35,7 @@ async def test_the_actor_is_who_authenticated_and_the_request_id_follows_the_com
     assert stop.status_code == 200 and stop.headers["x-request-id"] == "incident-7.stop-1"
     audit = await tap.wait_for(is_audit_of("deploy", "stop"))
     assert audit.actor == "admin" and audit.correlation_id == "incident-7.stop-1"
-    assert audit.payload().reason == "drill 7" and audit.payload().origin == "http"
+    assert command_of(audit).reason == "drill 7" and command_of(audit).origin == "http"
     lifecycle = await tap.wait_for(
         lambda e: e.type == "lifecycle_changed" and e.correlation_id == "incident-7.stop-1"
     )

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from contracts.commands import reply_decoder
+from contracts.events import command_of
 from contracts.settings import Settings
 from services.launcher.natsserver import NatsServer
 from services.runtime.testing import EventTap, running_engines
@@ -37,8 +38,8 @@ async def test_a_raw_nats_command_is_recorded_as_the_nats_user_that_sent_it(
         answer = await operator.nc.request("aoc.ctl.deploy.stop.operator", body, timeout=2)
         reply = reply_decoder.decode(answer.data)
         assert reply.ok and reply.state == "stopped"
-        audit = await tap.wait_for(lambda e: e.type == "command_handled" and e.system == "deploy")
-        assert audit.actor == "nats:operator" and audit.payload().reason == "patch window"
+        audit = await tap.wait_for(lambda e: command_of(e) is not None and e.system == "deploy")
+        assert audit.actor == "nats:operator" and command_of(audit).reason == "patch window"
         assert hosts["deploy"].lifecycle.state == "stopped"
         status = await operator.nc.request("aoc.ctl.all.status.operator", b"", timeout=2)
         assert reply_decoder.decode(status.data).system == "deploy"
@@ -63,8 +64,8 @@ async def test_a_stored_message_delivered_to_a_control_subject_is_not_a_command(
             )
             assert not reply.ok and reply.error == "not_a_command"
         assert host.lifecycle.state == "running"
-        await tap.wait_for(lambda e: len(tap.matching(lambda e: e.type == "command_handled")) >= 2)
-        refusals = tap.matching(lambda e: e.type == "command_handled" and e.system == "deploy")
+        await tap.wait_for(lambda e: len(tap.matching(lambda e: command_of(e) is not None)) >= 2)
+        refusals = tap.matching(lambda e: command_of(e) is not None and e.system == "deploy")
         assert [e.summary.result for e in refusals] == ["rejected", "rejected"]
         assert all(e.actor == "nats:anonymous" for e in refusals)  # never the claimed "alice"
 
@@ -91,9 +92,7 @@ async def test_one_command_followed_end_to_end_by_its_correlation_id(
         async with serve_gateway(settings) as url, api_client(url, api_headers) as http:
             stop = await http.post(f"{API}/emergency-stop/deploy", headers={"X-Request-ID": "trace-me-42"})
             assert stop.status_code == 200 and stop.headers["x-request-id"] == "trace-me-42"
-        audit = await tap.wait_for(
-            lambda e: e.type == "command_handled" and e.correlation_id == "trace-me-42"
-        )
+        audit = await tap.wait_for(lambda e: command_of(e) is not None and e.correlation_id == "trace-me-42")
         assert audit.actor == "admin" and audit.system == "deploy"
     finally:
         engine.terminate()

@@ -1,0 +1,171 @@
+"""Two instances of one engine on a real nats-server: exactly one is active (the lease
+holder), the standby forwards commands to it, takes over when the lease runs out, and
+obeys the durable desired state; a command sent while no instance is active is
+recorded, and the next active instance comes up that way."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import msgspec
+import pytest
+
+from contracts.commands import reply_decoder
+from contracts.events import command_of
+from contracts.settings import Settings
+from contracts.streams import leases_bucket
+from services.runtime import EngineHost
+from services.runtime.testing import engine_class
+
+TTL = 2.0
+
+
+def instance_settings(settings: Settings, instance: str) -> Settings:
+    return settings.model_copy(update={"instance_id": instance, "lease_ttl": TTL})
+
+
+@contextlib.asynccontextmanager
+async def two_instances(settings: Settings, slug: str = "deploy"):
+    hosts = [
+        EngineHost(engine_class(slug)(instance_settings(settings, name)), instance_settings(settings, name))
+        for name in (f"{slug}-1", f"{slug}-2")
+    ]
+    for host in hosts:  # in order: the first one takes the free lease
+        await host.open()
+    try:
+        yield hosts
+    finally:
+        await asyncio.gather(*(host.close() for host in hosts), return_exceptions=True)
+
+
+async def until(condition, timeout: float = 10.0, step: float = 0.05):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError("condition not met in time")
+        await asyncio.sleep(step)
+
+
+async def ask(nc, subject: str, body: bytes = b""):
+    return reply_decoder.decode((await nc.request(subject, body, timeout=3)).data)
+
+
+def crash(host: EngineHost) -> asyncio.Future:
+    """What kill -9 does to an in-process instance: it stops answering, renewing and
+    beating at once, and releases nothing."""
+
+    async def go() -> None:
+        await host.keeper.stop()
+        await host.control.stop()
+        await host._forwarded.unsubscribe()
+        await host.stop_heartbeats()
+        await host.loops.stop()
+        await host.engine.on_stop()
+        host.role = "crashed"
+
+    return asyncio.ensure_future(go())
+
+
+async def test_one_active_one_standby_and_commands_reach_the_active(settings, nc, tap):
+    async with two_instances(settings) as (first, second):
+        assert (first.role, second.role) == ("active", "standby")
+        assert first.lifecycle.state == "running" and second.lifecycle.state == "stopped"
+        assert second.snapshot().role == "standby" and second.loops.describe()[0]["active"] is False
+        # whichever instance the queue group picks, the active one acts, once per command
+        for n in range(6):
+            verb = "stop" if n % 2 == 0 else "start"
+            reply = await ask(nc, f"aoc.ctl.deploy.{verb}", msgspec.json.encode({"reason": f"r{n}"}))
+            assert reply.ok and reply.changed, reply
+        assert first.lifecycle.state == "running" and second.lifecycle.state == "stopped"
+        audits = tap.matching(lambda e: e.system == "deploy" and command_of(e) is not None)
+        assert len(audits) == 6 and {e.instance for e in audits} == {"deploy-1"}
+        assert {e.epoch for e in audits} == {first.lease.epoch} and first.lease.epoch > 0
+        status = await ask(nc, "aoc.ctl.deploy.status")
+        assert status.result["role"] == "active" and status.result["instance"] == "deploy-1"
+
+
+async def test_a_clean_shutdown_hands_over_at_once_and_the_desired_state_holds(settings, nc, tap):
+    async with two_instances(settings) as (first, second):
+        assert (await ask(nc, "aoc.ctl.deploy.stop")).ok
+        await first.close()
+        await until(lambda: second.role == "active", timeout=TTL)  # released: no wait for expiry
+        assert second.lifecycle.state == "stopped" and second.desired == "stopped"
+        took = await tap.wait_for(lambda e: e.type == "instance_took_over")
+        payload = took.payload()
+        assert (payload.instance, payload.previous_instance) == ("deploy-2", "deploy-1")
+        assert payload.epoch > payload.previous_epoch and took.epoch == payload.epoch
+        reply = await ask(nc, "aoc.ctl.deploy.start")
+        assert reply.ok and reply.changed and second.lifecycle.state == "running"
+
+
+async def test_a_crashed_active_is_replaced_after_the_lease_time(settings, nc, tap):
+    async with two_instances(settings) as (first, second):
+        await crash(first)
+        await until(lambda: second.role == "active", timeout=TTL * 3)
+        assert second.lifecycle.state == "running"
+        took = await tap.wait_for(lambda e: e.type == "instance_took_over")
+        assert took.payload().previous_instance == "deploy-1"
+        assert (await ask(nc, "aoc.ctl.deploy.stop")).changed
+
+
+async def test_a_stop_during_failover_is_recorded_and_the_new_active_comes_up_stopped(settings, nc, tap):
+    async with two_instances(settings) as (first, second):
+        await crash(first)
+        # the lease still names the crashed instance: the standby cannot forward, so it records
+        reply = await ask(nc, "aoc.ctl.deploy.stop", b'{"reason":"incident 7"}')
+        assert reply.ok and reply.status == "recorded" and reply.desired == "stopped", reply
+        recorded = await tap.wait_for(lambda e: command_of(e) is not None and e.instance == "deploy-2")
+        assert command_of(recorded).reason == "incident 7"
+        await until(lambda: second.role == "active", timeout=TTL * 3)
+        assert second.lifecycle.state == "stopped" and second.desired == "stopped"
+        assert second.loops.describe()[0]["active"] is False
+
+
+async def test_an_active_that_loses_its_lease_stops_its_loops_first(settings, nc):
+    async with two_instances(settings) as (first, _second):
+        assert first.lifecycle.state == "running"
+        kv = await nc.jetstream().key_value(leases_bucket(settings).bucket)
+        await kv.put("deploy", b'{"instance":"usurper","boot_id":"x","pid":1,"host":"h","since":""}')
+        await asyncio.wait_for(first.deposed.wait(), TTL * 2)  # set once fenced
+        assert first.role == "standby" and first.lifecycle.state == "stopped"
+        assert not any(loop["active"] for loop in first.loops.describe())
+
+
+@pytest.mark.parametrize("verb", ["trigger"])
+async def test_a_trigger_with_no_active_instance_is_refused_and_audited(settings, nc, tap, verb):
+    async with two_instances(settings) as (first, _second):
+        await crash(first)
+        reply = await ask(nc, f"aoc.ctl.deploy.{verb}")
+        assert not reply.ok and reply.error == "no_active_instance"
+        await tap.wait_for(
+            lambda e: (
+                command_of(e) is not None and command_of(e).outcome == "failed" and e.instance == "deploy-2"
+            )
+        )
+
+
+async def test_an_instance_cut_off_from_the_bus_fences_then_resumes(settings, nats_server, nc):
+    host = EngineHost(
+        engine_class("deploy")(instance_settings(settings, "deploy-1")),
+        instance_settings(settings, "deploy-1"),
+    )
+    await host.open()
+    try:
+        assert host.role == "active" and host.lifecycle.state == "running"
+        nats_server.stop()
+        await until(lambda: host.role == "suspended" and host.lifecycle.state == "stopped", timeout=TTL * 3)
+        assert not any(loop["active"] for loop in host.loops.describe())
+        await asyncio.sleep(TTL)  # past the lease time: the lease expired with the server down
+        nats_server.start()
+        await until(lambda: host.role == "active", timeout=TTL * 10)
+        assert host.lifecycle.state == "running" and not host.deposed.is_set()
+        for _ in range(100):  # the test's own connection reconnects too
+            try:
+                reply = await ask(nc, "aoc.ctl.deploy.stop")
+                break
+            except Exception:
+                await asyncio.sleep(0.1)
+        assert reply.ok and reply.changed
+    finally:
+        await host.close()
