@@ -14,6 +14,7 @@ HEARTBEATS_SUBJECTS = f"{HB_PREFIX}.>"
 
 DESIRED_STATE_BUCKET = "aoc_desired_state"
 COMMAND_IDS_BUCKET = "aoc_command_ids"
+ASK_CACHE_BUCKET = "aoc_ask_cache"  # answers of POST /api/v1/ask, 1 h TTL (gateway only)
 
 # Asked by the integrity engine and heal-check; answered by the gateway.
 GATEWAY_HEALTH = "aoc.gateway.health"

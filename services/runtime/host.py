@@ -593,7 +593,7 @@ class EngineHost:
 
         if verb == "trigger":
             reply = await self._attempt(ctx, command, self._trigger(ctx, command.args))
-            await self._audit(ctx, self._outcome(reply), reply.message)
+            await self._audit(ctx, self._outcome(reply), reply.message, run_id=reply.run_id)
             return reply
         # A state change, its desired state, lifecycle event and audit go out in one batch
         # (one round trip), all under the transition lock, so the next command's events
@@ -793,7 +793,13 @@ class EngineHost:
         return reply
 
     async def _audit(
-        self, ctx: _Context, outcome: str, message: str, batch: WriteBatch | None = None
+        self,
+        ctx: _Context,
+        outcome: str,
+        message: str,
+        batch: WriteBatch | None = None,
+        *,
+        run_id: str | None = None,
     ) -> None:
         payload = CommandHandled(
             command_id=ctx.command_id,
@@ -804,6 +810,7 @@ class EngineHost:
             message=message,
             reason=ctx.reason,
             subject=ctx.subject,
+            run_id=run_id,
         )
         detail = f"{ctx.verb} from {ctx.origin}: {message}"
         if ctx.reason:
