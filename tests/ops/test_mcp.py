@@ -207,3 +207,22 @@ async def test_kill_switch_asks_first(gateway, api_headers, tap):
         assert started["ok"] and started["succeeded"] == 7
     stops = tap.matching(lambda e: e.type == CommandHandled.TYPE and e.payload().verb == "stop")
     assert len(stops) == 7 and {e.payload().origin for e in stops} == {ORIGIN}
+
+
+@pytest.mark.parametrize(
+    ("raw", "name"),
+    [
+        ("Claude Desktop", "claude-desktop"),
+        ("cursor/1.2 (mac)", "cursor-1.2-mac"),
+        ("  ", "unknown"),
+        ("<script>alert(1)</script>", "script-alert-1-script"),
+        ("Ünïcødé ✓ client", "n-c-d-client"),
+        ("x" * 5000, "x" * 48),
+        ("nats:operator\nforged: yes", "nats-operator-forged-yes"),
+    ],
+)
+def test_client_names_are_bounded_and_sanitised(raw, name):
+    from gateway.origin import mcp_client_name
+
+    assert mcp_client_name(raw) == name
+    assert len(mcp_client_name(raw)) <= 48
