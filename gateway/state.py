@@ -23,7 +23,7 @@ from gateway.control import ControlClient, UnknownSystem
 from gateway.projections import Projection, ProjectionFeed
 from gateway.readmodels.base import ReadModel
 from gateway.readmodels.jobs import jobs_read_model
-from services.runtime.bus import EventPublisher, connect
+from services.runtime.bus import EventPublisher, barrier, connect
 
 log = structlog.get_logger()
 
@@ -62,6 +62,7 @@ class GatewayState:
         for model in self.readmodels.values():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(model.ready.wait(), REPLAY_WAIT)
+        await barrier(self.nc)  # its control subscriptions are in before open returns (like the engines')
         log.info("gateway.ready", applied_seq=self.projection.applied_seq, rows=len(self.projection.rows))
 
     async def _resubscribe_after_reconnect(self) -> None:
