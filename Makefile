@@ -44,6 +44,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/control.py
 	$(BIN)/python bench/factory.py
 	$(BIN)/python bench/soc.py
+	$(BIN)/python bench/ops.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

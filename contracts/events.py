@@ -120,6 +120,20 @@ class CommandHandled(msgspec.Struct, kw_only=True):
     message: str
     reason: str = ""
     subject: str = ""
+    # a trigger's run: its result arrives later as cycle_completed with this run id, so
+    # a job view knows who started it and when, also while it is still running
+    run_id: str | None = None
+
+
+class EntryAnnotated(msgspec.Struct, kw_only=True):
+    """An operator's tags and comment on one activity entry (published by the gateway)."""
+
+    TYPE: ClassVar[str] = "entry_annotated"
+    entry_id: str  # the annotated event's id (its Nats-Msg-Id)
+    entry_seq: int  # its stream sequence in AOC_EVENTS
+    entry_system: str
+    tags: list[str] = []
+    comment: str = ""
 
 
 class InstanceTookOver(msgspec.Struct, kw_only=True):

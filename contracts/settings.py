@@ -144,6 +144,26 @@ class Settings(BaseSettings):
     )
     csp: str = Field(STRICT_CSP, description="Content-Security-Policy of every response.")
 
+    # --- operator tools: natural-language ask (docs/operator-tools.md) ------------------
+    ai_features_enabled: bool = Field(
+        False,
+        description="Serve POST /api/v1/ask (natural-language questions over the read models); off: 404.",
+    )
+    llm_url: str | None = Field(
+        None,
+        description="OpenAI-compatible API base (e.g. https://llm.example/v1) that refines ask answers; "
+        "unset: answers come from the built-in intent parser only.",
+    )
+    llm_allowed_domains: CommaList = Field(
+        default_factory=list,
+        description="Host names AOC_LLM_URL may point at (comma-separated; a leading '.' allows "
+        "subdomains). Checked before any connection; empty = no LLM is ever called.",
+    )
+    llm_model: str = Field("gpt-4o-mini", max_length=200, description="Model name sent to the LLM API.")
+    llm_api_key: SecretStr | None = Field(None, description="Bearer key for the LLM API.")
+    llm_api_key_file: Path | None = Field(None, description="File holding the LLM API key.")
+    llm_timeout_s: float = Field(10.0, gt=0, le=120, description="How long one LLM call may take.")
+
     # --- NATS credentials (docs/security.md) --------------------------------------------
     nats_user: str | None = Field(None, description="NATS user of this process (else: from the data dir).")
     nats_password: SecretStr | None = Field(None, description="Password of AOC_NATS_USER.")
@@ -178,7 +198,22 @@ class Settings(BaseSettings):
             raise ValueError("an HS256 key must be at least 32 bytes (RFC 7518 §3.2)")
         return secret
 
-    @field_validator("cors_origins", "metrics_allow", "nats_operators", mode="before")
+    @field_validator("llm_url")
+    @classmethod
+    def _llm_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"https?://[A-Za-z0-9.\-\[\]:]+(/[\w./~%-]*)?", value):
+            raise ValueError(f"{value!r} is not an http(s) URL like https://llm.example/v1")
+        return value.rstrip("/") if value else value
+
+    @field_validator("llm_allowed_domains")
+    @classmethod
+    def _llm_domains(cls, domains: list[str]) -> list[str]:
+        for domain in domains:
+            if not re.fullmatch(r"\.?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*", domain):
+                raise ValueError(f"{domain!r} is not a host name (a leading '.' allows its subdomains)")
+        return [domain.lower() for domain in domains]
+
+    @field_validator("cors_origins", "metrics_allow", "nats_operators", "llm_allowed_domains", mode="before")
     @classmethod
     def _comma_list(cls, value: object) -> object:
         if isinstance(value, str):
@@ -223,6 +258,8 @@ class Settings(BaseSettings):
             )
         if any(key is not None for key in keys) and not (self.jwt_issuer and self.jwt_audience):
             raise ValueError("JWTs need AOC_JWT_ISSUER and AOC_JWT_AUDIENCE")
+        if self.llm_api_key is not None and self.llm_api_key_file is not None:
+            raise ValueError("set AOC_LLM_API_KEY or AOC_LLM_API_KEY_FILE, not both")
         if self.nats_password is not None and self.nats_password_file is not None:
             raise ValueError("set AOC_NATS_PASSWORD or AOC_NATS_PASSWORD_FILE, not both")
         return self

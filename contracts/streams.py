@@ -72,6 +72,22 @@ def leases_bucket(settings: Settings) -> KeyValueConfig:
     )
 
 
+ASK_CACHE_TTL_S = 3600.0
+
+
+def ask_cache_bucket(settings: Settings) -> KeyValueConfig:
+    # the gateway creates it on first use, and only when AOC_AI_FEATURES_ENABLED is on
+    return KeyValueConfig(
+        bucket=subjects.ASK_CACHE_BUCKET,
+        description="Answers of the natural-language ask endpoint (cache; rebuilt on a miss)",
+        history=1,
+        ttl=ASK_CACHE_TTL_S,
+        max_bytes=64 * 1024 * 1024,
+        storage=StorageType.FILE,
+        replicas=settings.stream_replicas,
+    )
+
+
 async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
     try:
         await js.add_stream(config)

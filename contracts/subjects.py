@@ -15,6 +15,7 @@ HEARTBEATS_SUBJECTS = f"{HB_PREFIX}.>"
 COMMAND_IDS_BUCKET = "aoc_command_ids"
 LEASES_BUCKET = "aoc_leases"  # one key per engine: which instance is active (services/runtime/lease.py)
 INST_PREFIX = "aoc.inst"  # aoc.inst.<system>.<instance>: commands a standby forwards to the active
+ASK_CACHE_BUCKET = "aoc_ask_cache"  # answers of POST /api/v1/ask, 1 h TTL (gateway only)
 
 # Asked by the integrity engine and heal-check; answered by the gateway.
 GATEWAY_HEALTH = "aoc.gateway.health"

@@ -24,7 +24,7 @@ from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from contracts import subjects
-from contracts.events import Heartbeat, LifecycleChanged, Summary, heartbeat_decoder
+from contracts.events import EntryAnnotated, Heartbeat, LifecycleChanged, Summary, heartbeat_decoder
 from contracts.systems import SYSTEMS
 
 log = structlog.get_logger()
@@ -78,6 +78,30 @@ class _ProjectedEvent(msgspec.Struct):
 _decode_event = msgspec.json.Decoder(_ProjectedEvent).decode
 _decode_lifecycle = msgspec.json.Decoder(LifecycleChanged).decode
 _LIFECYCLE = LifecycleChanged.TYPE
+_decode_annotation = msgspec.json.Decoder(EntryAnnotated).decode
+_ANNOTATED = EntryAnnotated.TYPE
+
+
+@dataclass(slots=True)
+class Annotation:
+    """One operator's tags and comment on an entry, from an entry_annotated event."""
+
+    id: str  # the entry_annotated event's id
+    seq: int
+    time: str
+    actor: str
+    tags: list[str]
+    comment: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "seq": self.seq,
+            "time": self.time,
+            "actor": self.actor,
+            "tags": self.tags,
+            "comment": self.comment,
+        }
 
 
 @dataclass(slots=True)
@@ -105,6 +129,8 @@ class Projection:
         self.version = 0
         self.undecodable = 0
         self._trim_at = window + max(window // 10, 1)
+        # entry id -> its annotations, in stream order (kept for the rows in memory)
+        self.annotations: dict[str, list[Annotation]] = {}
 
     # --- applying -------------------------------------------------------------------
 
@@ -134,7 +160,13 @@ class Projection:
             )
         )
         if len(self.rows) > self._trim_at:
-            del self.rows[: len(self.rows) - self.window]
+            dropped = len(self.rows) - self.window
+            if self.annotations:
+                for old in self.rows[:dropped]:
+                    self.annotations.pop(old.id, None)
+            del self.rows[:dropped]
+        if event.type == _ANNOTATED:
+            self._annotate(seq, event)
         if event.type == _LIFECYCLE and event.system in SYSTEMS:
             change = _decode_lifecycle(event.data)
             self.lifecycle[event.system] = LifecycleView(
@@ -142,6 +174,15 @@ class Projection:
             )
         self.applied_seq = seq
         self.version += 1
+
+    def _annotate(self, seq: int, event: _ProjectedEvent) -> None:
+        try:
+            note = _decode_annotation(event.data)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            self.undecodable += 1
+            return
+        entry = Annotation(event.id, seq, event.time, event.actor, list(note.tags), note.comment)
+        self.annotations.setdefault(note.entry_id, []).append(entry)
 
     def apply_heartbeat(self, data: bytes, received: datetime) -> None:
         try:
@@ -168,6 +209,7 @@ class Projection:
         text: str | None = None,
         since: str | None = None,
         until: str | None = None,
+        tag: str | None = None,
     ) -> list[ActivityRow]:
         """Newest first; ``before`` is a stream-sequence cursor (exclusive)."""
         end = len(self.rows) if before is None else bisect.bisect_left(self.rows, before, key=_seq)
@@ -182,11 +224,31 @@ class Projection:
                 and (actor is None or row.actor == actor)
                 and (until is None or row.time <= until)
                 and (needle is None or needle in row.detail.lower() or needle in row.action.lower())
+                and (tag is None or tag in self.tags_of(row.id))
             ):
                 found.append(row)
                 if len(found) >= limit:
                     break
         return found
+
+    def tags_of(self, entry_id: str) -> list[str]:
+        """Every tag given to an entry, first use first, once each."""
+        notes = self.annotations.get(entry_id)
+        if not notes:
+            return []
+        return list(dict.fromkeys(tag for note in notes for tag in note.tags))
+
+    def entry(self, row: ActivityRow) -> dict[str, Any]:
+        """A row as the API shows it: with its tags and annotations."""
+        notes = self.annotations.get(row.id, ())
+        return {**row.as_dict(), "tags": self.tags_of(row.id), "annotations": [n.as_dict() for n in notes]}
+
+    def find(self, entry_id: str) -> ActivityRow | None:
+        """The row with this event id (newest first; a POST path, never the hot one)."""
+        for row in self._backwards(len(self.rows)):
+            if row.id == entry_id:
+                return row
+        return None
 
     def _backwards(self, end: int) -> Iterator[ActivityRow]:
         rows = self.rows

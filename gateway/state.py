@@ -21,7 +21,9 @@ from contracts.streams import ensure_all
 from contracts.systems import ALL, SYSTEMS
 from gateway.control import ControlClient, UnknownSystem
 from gateway.projections import Projection, ProjectionFeed
-from services.runtime.bus import EventPublisher, connect
+from gateway.readmodels.base import ReadModel
+from gateway.readmodels.jobs import jobs_read_model
+from services.runtime.bus import EventPublisher, barrier, connect
 
 log = structlog.get_logger()
 
@@ -38,6 +40,8 @@ class GatewayState:
         self._subs: list[Any] = []
         # per-area state that route modules attach in their on_startup hook
         self.areas: dict[str, Any] = {}
+        # read models with the ReadModel protocol (gateway/readmodels), by name
+        self.readmodels: dict[str, ReadModel] = {model.name: model for model in (jobs_read_model(),)}
 
     async def open(self, nc: Client | None = None) -> None:
         self.nc = nc or await connect(self.settings, name="aoc-gateway")
@@ -47,12 +51,18 @@ class GatewayState:
         self.control = ControlClient(self.nc, self.publisher, self.settings.control_timeout)
         self.feed = ProjectionFeed(self.nc, self.projection)
         await self.feed.start()
+        for model in self.readmodels.values():
+            await model.start(self.js)
         for wildcard in (subjects.ctl_wildcard("*"), subjects.ctl_user_wildcard("*")):
             self._subs.append(await self.nc.subscribe(wildcard, cb=self._guard_unknown))
         self._subs.append(await self.nc.subscribe(subjects.GATEWAY_HEALTH, cb=self._answer_health))
         self._watchdog = asyncio.create_task(self._resubscribe_after_reconnect())
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.feed.replayed.wait(), REPLAY_WAIT)
+        for model in self.readmodels.values():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(model.ready.wait(), REPLAY_WAIT)
+        await barrier(self.nc)  # its control subscriptions are in before open returns (like the engines')
         log.info("gateway.ready", applied_seq=self.projection.applied_seq, rows=len(self.projection.rows))
 
     async def _resubscribe_after_reconnect(self) -> None:
@@ -68,6 +78,9 @@ class GatewayState:
             try:
                 await ensure_all(self.js, self.settings)
                 await self.feed.resubscribe()
+                for model in self.readmodels.values():
+                    await model.stop()
+                    await model.start(self.js)
                 log.info("gateway.resubscribed", applied_seq=self.projection.applied_seq)
             except Exception:
                 log.exception("gateway.resubscribe_failed")
@@ -76,6 +89,8 @@ class GatewayState:
     async def close(self) -> None:
         self._watchdog.cancel()
         await self.feed.stop()
+        for model in self.readmodels.values():
+            await model.stop()
         for sub in self._subs:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
@@ -165,6 +180,10 @@ class GatewayState:
                 "lag": view["lag"],
                 "replayed": view["replayed"],
                 "rows_in_memory": len(self.projection.rows),
+            },
+            "readmodels": {
+                name: {"ready": model.ready.is_set(), "lag": model.lag}
+                for name, model in self.readmodels.items()
             },
             "uptime_seconds": round(time.time() - self.started, 1),
         }

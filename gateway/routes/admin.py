@@ -5,19 +5,22 @@ from __future__ import annotations
 
 import csv
 import io
+import re
+import time
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sse_starlette.sse import EventSourceResponse
 
-from contracts.events import utcnow
+from contracts.events import EntryAnnotated, Summary, new_event, utcnow
 from gateway import views
 from gateway.control import HTTP_STATUS
 from gateway.deps import Actor, CommandId, CorrelationId, Gateway
+from gateway.origin import request_origin
 from services.runtime.process import process_metrics
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
@@ -39,6 +42,7 @@ async def _command(
     body: CommandBody | None,
     correlation_id: str,
     command_id: str | None,
+    origin: str = "http",
 ) -> JSONResponse:
     body = body or CommandBody()
     reply = await gw.control.send(
@@ -49,17 +53,24 @@ async def _command(
         args=body.args,
         correlation_id=correlation_id,
         command_id=command_id,
+        origin=origin,
     )
     if reply.ok and verb in SETTLED:
         await gw.wait_for_state(system, SETTLED[verb])
     content = {"timestamp": views.iso(utcnow()), **msgspec.to_builtins(reply)}
+    if reply.status == "started" and reply.run_id:
+        content["job_url"] = f"/api/v1/jobs/{reply.run_id}"  # its status, built from the stream
     status = 200 if reply.ok else HTTP_STATUS.get(reply.error or "", 409)
     return JSONResponse(content, status_code=status)
 
 
-async def _command_all(gw: Gateway, verb: str, actor: str, body: CommandBody | None, correlation_id: str):
+async def _command_all(
+    gw: Gateway, verb: str, actor: str, body: CommandBody | None, correlation_id: str, origin: str = "http"
+):
     body = body or CommandBody()
-    results = await gw.control.send_all(verb, actor=actor, reason=body.reason, correlation_id=correlation_id)
+    results = await gw.control.send_all(
+        verb, actor=actor, reason=body.reason, correlation_id=correlation_id, origin=origin
+    )
     if verb in SETTLED:
         for system, result in results.items():
             if result.get("ok"):
@@ -86,13 +97,15 @@ async def dashboard(gw: Gateway) -> Response:
 @router.post("/trigger/{system_name}")
 async def trigger(
     system_name: str,
+    request: Request,
     gw: Gateway,
     actor: Actor,
     correlation_id: CorrelationId,
     command_id: CommandId,
     body: CommandBody | None = None,
 ):
-    response = await _command(gw, system_name, "trigger", actor, body, correlation_id, command_id)
+    origin = request_origin(request)
+    response = await _command(gw, system_name, "trigger", actor, body, correlation_id, command_id, origin)
     return response
 
 
@@ -107,6 +120,7 @@ async def activity_log(
     q: str | None = Query(None, max_length=200, description="text search in action and detail"),
     since: datetime | None = None,
     until: datetime | None = None,
+    tag: str | None = Query(None, max_length=32, description="only entries an operator tagged so"),
     format: Literal["json", "csv"] = "json",
 ):
     rows = gw.projection.activity(
@@ -118,8 +132,9 @@ async def activity_log(
         text=q,
         since=views.iso(since) if since else None,
         until=views.iso(until) if until else None,
+        tag=tag.lower() if tag else None,
     )
-    events = [row.as_dict() for row in rows]
+    events = [gw.projection.entry(row) for row in rows]
     if format == "csv":
         return _csv(events)
     return {
@@ -144,12 +159,86 @@ def _csv(events: list[dict[str, Any]]) -> Response:
         "type",
         "correlation_id",
         "id",
+        "tags",
+        "comments",
     ]
     writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore")
     writer.writeheader()
-    writer.writerows(events)
+    for event in events:
+        comments = [f"{n['actor']} {n['time']}: {n['comment']}" for n in event["annotations"] if n["comment"]]
+        writer.writerow({**event, "tags": ";".join(event["tags"]), "comments": " | ".join(comments)})
     headers = {"Content-Disposition": 'attachment; filename="aoc-activity.csv"'}
     return Response(out.getvalue(), media_type="text/csv", headers=headers)
+
+
+# --- annotations: operators tag and comment activity entries ---------------------------
+
+TAG_PATTERN = r"^[a-z0-9][a-z0-9_.:-]{0,31}$"
+MAX_TAGS = 10
+READ_YOUR_WRITES = 2.0  # an annotation's response waits this long for the view to show it
+
+
+class AnnotationBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tags: list[str] = Field(default_factory=list, max_length=MAX_TAGS)
+    comment: str = Field("", max_length=1000)
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, tags: list[str]) -> list[str]:
+        clean: list[str] = []
+        for tag in tags:
+            tag = tag.strip().lower()
+            if not re.fullmatch(TAG_PATTERN, tag):
+                raise ValueError(f"tag {tag[:40]!r}: 1-32 of a-z 0-9 _ . : - starting with a letter or digit")
+            if tag not in clean:
+                clean.append(tag)
+        return clean
+
+    @field_validator("comment")
+    @classmethod
+    def _comment(cls, comment: str) -> str:
+        return comment.strip()
+
+
+EntryId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.:=-]{1,128}$", description="the entry's id")]
+
+
+@router.post("/activity-log/{entry_id}/annotations", status_code=201)
+async def annotate(
+    entry_id: EntryId, body: AnnotationBody, gw: Gateway, actor: Actor, correlation_id: CorrelationId
+) -> dict[str, Any]:
+    """Tag and/or comment one activity entry. Stored as an entry_annotated event (the
+    audit record: who, when, which entry), replayed like every other event."""
+    if not body.tags and not body.comment:
+        raise HTTPException(422, "send at least one tag or a comment")
+    row = gw.projection.find(entry_id)
+    if row is None:
+        raise HTTPException(404, f"no activity entry {entry_id!r} in the gateway's view")
+    detail = f"annotated {row.system} entry #{row.seq} ({row.action})"
+    if body.tags:
+        detail += f" tags: {', '.join(body.tags)}"
+    if body.comment:
+        detail += f" — {body.comment[:200]}"
+    event = new_event(
+        system="gateway",
+        payload=EntryAnnotated(
+            entry_id=row.id, entry_seq=row.seq, entry_system=row.system, tags=body.tags, comment=body.comment
+        ),
+        summary=Summary(action="entry_annotated", detail=detail, result="success"),
+        source="gateway",
+        actor=actor,
+        correlation_id=correlation_id,
+    )
+    try:
+        ack = await gw.publisher.publish(event)
+    except Exception as exc:
+        raise HTTPException(503, f"the event stream is unavailable: {type(exc).__name__}") from None
+    deadline = time.monotonic() + READ_YOUR_WRITES
+    while gw.projection.applied_seq < ack.seq and time.monotonic() < deadline:
+        await gw.feed.wait_changed(deadline - time.monotonic())
+    return {"annotation_id": event.id, "seq": ack.seq, "entry": gw.projection.entry(row)}
 
 
 @router.get("/system/{name}/detail")
@@ -168,22 +257,28 @@ async def system_detail(name: str, gw: Gateway, actor: Actor, correlation_id: Co
 def _single_system_route(path: str, verb: str, summary: str) -> None:
     async def endpoint(
         name: str,
+        request: Request,
         gw: Gateway,
         actor: Actor,
         correlation_id: CorrelationId,
         command_id: CommandId,
         body: CommandBody | None = None,
     ) -> JSONResponse:
-        return await _command(gw, name, verb, actor, body, correlation_id, command_id)
+        origin = request_origin(request)
+        return await _command(gw, name, verb, actor, body, correlation_id, command_id, origin)
 
     router.add_api_route(f"/{path}/{{name}}", endpoint, methods=["POST"], name=path, summary=summary)
 
 
 def _all_systems_route(path: str, verb: str, summary: str) -> None:
     async def endpoint(
-        gw: Gateway, actor: Actor, correlation_id: CorrelationId, body: CommandBody | None = None
+        request: Request,
+        gw: Gateway,
+        actor: Actor,
+        correlation_id: CorrelationId,
+        body: CommandBody | None = None,
     ) -> dict[str, Any]:
-        return await _command_all(gw, verb, actor, body, correlation_id)
+        return await _command_all(gw, verb, actor, body, correlation_id, request_origin(request))
 
     router.add_api_route(f"/{path}", endpoint, methods=["POST"], name=path, summary=summary)
 

@@ -21,6 +21,7 @@ ADMIN_API = "/api/v1/admin"
 FACTORY_API = "/api/v1/factory"
 AUTH_API = "/api/v1/auth"
 SOC_API = "/api/v1/soc"
+ASK_API = "/api/v1/ask"
 STREAM = f"{ADMIN_API}/stream"
 
 RULES: dict[tuple[str, str], Access] = {
@@ -45,6 +46,10 @@ RULES: dict[tuple[str, str], Access] = {
     ("POST", f"{FACTORY_API}/requirements"): Role.OPERATOR,
     ("POST", f"{FACTORY_API}/requirements/{{req_id}}/generate"): Role.OPERATOR,
     ("POST", f"{FACTORY_API}/generate-preview"): Role.OPERATOR,
+    # tagging and commenting the log is triage work, audited as its own event
+    ("POST", f"{ADMIN_API}/activity-log/{{entry_id}}/annotations"): Role.OPERATOR,
+    # a question is a read (POST only for its body); answers show what a viewer may see
+    ("POST", ASK_API): Role.VIEWER,
     # admins stop things and ship things (also the default for any other mutation)
     ("POST", f"{ADMIN_API}/emergency-stop/{{name}}"): Role.ADMIN,
     ("POST", f"{ADMIN_API}/emergency-stop-all"): Role.ADMIN,

@@ -3,6 +3,8 @@
     aoc up                                   embedded stack: nats-server, seven engines, gateway
     aoc status [--json]                      one line per engine, from the gateway's dashboard
     aoc trigger|stop|start|restart <system|all> [--reason TEXT]
+    aoc trigger <system|all> --wait [--timeout S]   follow a long run to its result
+    aoc mcp                                  an MCP server on stdio (docs/operator-tools.md)
     aoc audit replay [--since] [--until] [--system] [--actor] [--format jsonl|csv] [-o FILE]
 
 Control commands talk HTTP to the gateway (so they are authorized and audited like
@@ -16,6 +18,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -61,10 +64,9 @@ def call_gateway(method: str, path: str, body: dict[str, Any] | None = None) -> 
     import httpx
 
     base = gateway_url(Settings())
+    url = f"{base}{path}" if path.startswith("/") else f"{base}{API}/{path}"  # "/api/v1/jobs/..": as is
     try:
-        response = httpx.request(
-            method, f"{base}{API}/{path}", json=body, headers=request_headers(), timeout=HTTP_TIMEOUT_S
-        )
+        response = httpx.request(method, url, json=body, headers=request_headers(), timeout=HTTP_TIMEOUT_S)
     except httpx.ConnectError:
         hint = "is `aoc up` running? is AOC_GATEWAY_URL right?"
         raise CliError(f"cannot reach the gateway at {base} ({hint})") from None
@@ -98,24 +100,85 @@ def describe_reply(system: str, reply: Any, status: int = 200) -> tuple[bool, st
     return True, f"ok      {system}: {message}"
 
 
-def control(verb: str, target: str, reason: str) -> int:
+def control(verb: str, target: str, reason: str, wait: bool = False, timeout: float = 600.0) -> int:
     single, bulk = ENDPOINTS[verb]
     body = {"reason": reason}
+    replies: list[tuple[str, Any, int]] = []
     if target != ALL:
         status, reply = call_gateway("POST", single.format(system=target), body)
+        replies.append((target, reply, status))
         outcomes = [describe_reply(target, reply, status)]
     elif bulk is None:
-        outcomes = [
-            describe_reply(slug, reply, status)
-            for slug in SYSTEMS
-            for status, reply in [call_gateway("POST", single.format(system=slug), body)]
-        ]
+        for slug in SYSTEMS:
+            status, reply = call_gateway("POST", single.format(system=slug), body)
+            replies.append((slug, reply, status))
+        outcomes = [describe_reply(slug, reply, status) for slug, reply, status in replies]
     else:
         status, reply = call_gateway("POST", bulk, body)
         outcomes = bulk_outcomes(reply, status)
     for _, line in outcomes:
         print(line)
-    return 0 if outcomes and all(ok for ok, _ in outcomes) else 1
+    ok = bool(outcomes) and all(ok for ok, _ in outcomes)
+    if wait and verb == "trigger":
+        started = [
+            (slug, reply["run_id"])
+            for slug, reply, status in replies
+            if status < 400
+            and isinstance(reply, dict)
+            and reply.get("status") == "started"
+            and reply.get("run_id")
+        ]
+        for slug, run_id in started:
+            ok = wait_for_job(slug, run_id, timeout) and ok
+    return 0 if ok else 1
+
+
+# --- jobs: follow a long trigger to its result ---------------------------------------------
+
+POLL_S = 0.5
+
+
+def wait_for_job(system: str, run_id: str, timeout: float, poll: float = POLL_S) -> bool:
+    """Poll GET /api/v1/jobs/<run id> until the run ends; progress on stderr, the result
+    on stdout. True when it succeeded."""
+    deadline = time.monotonic() + timeout
+    begun = time.monotonic()
+    shown = -1
+    while True:
+        status, job = call_gateway("GET", f"/api/v1/jobs/{run_id}")
+        if status == 200 and isinstance(job, dict) and job.get("status") in ("succeeded", "failed"):
+            if shown >= 0:
+                print(file=sys.stderr)
+            return report_job(system, job)
+        if status >= 400 and status != 404:  # 404: the gateway has not seen the run yet
+            detail = job.get("detail") if isinstance(job, dict) else job
+            raise CliError(f"job {run_id} of {system}: HTTP {status}: {detail}")
+        elapsed = int(time.monotonic() - begun)
+        if elapsed != shown:
+            print(
+                f"\r...     {system}: running ({elapsed}s, run {run_id})", end="", file=sys.stderr, flush=True
+            )
+            shown = elapsed
+        if time.monotonic() >= deadline:
+            print(file=sys.stderr)
+            raise CliError(
+                f"{system} run {run_id} still running after {timeout:g} s; it goes on (aoc jobs later)"
+            )
+        time.sleep(poll)
+
+
+def report_job(system: str, job: dict[str, Any]) -> bool:
+    succeeded = job.get("status") == "succeeded"
+    outcome = job.get("outcome") or {}
+    took = outcome.get("duration_ms")
+    took_text = f" in {took / 1000:.1f}s" if isinstance(took, int | float) else ""
+    if succeeded:
+        detail = outcome.get("detail") or outcome.get("result") or "done"
+        print(f"ok      {system}: job {job.get('run_id')} succeeded{took_text}: {detail}")
+    else:
+        print(f"FAILED  {system}: job {job.get('run_id')} failed{took_text}: {job.get('error')}")
+    print(json.dumps(job.get("result") if succeeded else job, indent=2, default=str))
+    return succeeded
 
 
 def bulk_outcomes(reply: Any, status: int) -> list[tuple[bool, str]]:
@@ -248,6 +311,18 @@ def build_parser() -> argparse.ArgumentParser:
         cmd = commands.add_parser(verb, help=f"{verb} one engine, or all of them")
         cmd.add_argument("system", type=system_arg, help=f"system slug or 'all': {', '.join(SYSTEMS)}")
         cmd.add_argument("--reason", default="", help="why (recorded in the audit log)")
+        if verb == "trigger":
+            cmd.add_argument(
+                "--wait", action="store_true", help="when the run outlasts the reply, follow it to its result"
+            )
+            cmd.add_argument("--timeout", type=float, default=600.0, help="give up waiting after S seconds")
+
+    commands.add_parser(
+        "mcp",
+        help="serve the Model Context Protocol on stdio (for Claude Desktop, Cursor ...)",
+        description="An MCP server over stdio that calls the gateway's API with AOC_TOKEN "
+        "(gateway from AOC_GATEWAY_URL). See docs/operator-tools.md.",
+    )
 
     audit_cmd = commands.add_parser("audit", help="the audit log")
     audit_commands = audit_cmd.add_subparsers(dest="audit_command", required=True, metavar="COMMAND")
@@ -280,7 +355,17 @@ def main(argv: list[str] | None = None) -> int:
             return status(args.json)
         if args.command == "audit":
             return audit_replay(args)
-        return control(args.command, args.system, args.reason)
+        if args.command == "mcp":
+            from services.launcher.mcp_server import serve_stdio
+
+            return serve_stdio()
+        return control(
+            args.command,
+            args.system,
+            args.reason,
+            getattr(args, "wait", False),
+            getattr(args, "timeout", 600.0),
+        )
     except CliError as exc:
         print(f"aoc: {exc}", file=sys.stderr)
         return 1

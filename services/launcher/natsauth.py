@@ -2,9 +2,10 @@
 
 Who may do what on the bus (docs/security.md has the table for operators):
 
-- each engine ``<slug>`` publishes only its own events ``aoc.evt.<slug>.>`` and heartbeat
-  ``aoc.hb.<slug>``, writes only its own keys of the shared KV buckets, and listens only
-  to its own control subjects and ``aoc.ctl.all.*``. It may create the AOC streams (a
+- each engine ``<slug>`` publishes only its own events ``aoc.evt.<slug>.>`` and heartbeats
+  ``aoc.hb.<slug>[.<instance>]``, writes only its own keys of the shared KV buckets (its
+  lease among them), and listens only to its own control subjects, ``aoc.ctl.all.*`` and
+  ``aoc.inst.<slug>.>`` (commands its standbys forward). It may create the AOC streams (a
   create never changes a stream that exists) and read every stream, but cannot update,
   purge or delete one. Engines cannot send control commands, except heal-check, whose
   job is to restart engines (restart/status/detail of one engine, never ``all``);
@@ -48,7 +49,7 @@ GATEWAY = "gateway"
 ADMIN = "admin"
 HEAL_CHECK = "heal-check"
 HEAL_CHECK_VERBS = ("restart", "status", "detail")  # heal-check remediates; it never stops anything
-PROTECTED_AREAS = frozenset({"ctl", "evt", "hb"})
+PROTECTED_AREAS = frozenset({"ctl", "evt", "hb", "inst"})
 
 
 @dataclass(frozen=True)
@@ -164,8 +165,12 @@ def engine_permissions(slug: str, catalog: Catalog) -> Permissions:
         publish=[
             subjects.evt(slug, ">"),
             subjects.hb(slug),
-            # its own rows of the shared bucket of handled command ids
+            subjects.hb(slug, "*"),  # a standby instance's heartbeat
+            # its own rows of the shared buckets: handled command ids, and its lease
             f"$KV.{subjects.COMMAND_IDS_BUCKET}.{slug}.>",
+            f"$KV.{subjects.LEASES_BUCKET}.{slug}",
+            # a standby forwards commands to the active instance of its own engine
+            subjects.instance(slug, ">"),
             *_bucket_writer(catalog.buckets_of(slug)),
             *_shared_areas(catalog),
             *srv_publish,
@@ -174,6 +179,7 @@ def engine_permissions(slug: str, catalog: Catalog) -> Permissions:
         subscribe=[
             f"{subjects.CTL_PREFIX}.{slug}.>",
             f"{subjects.CTL_PREFIX}.all.>",
+            subjects.instance(slug, ">"),
             f"{inbox_prefix(slug)}.>",
             *_shared_areas(catalog),
             *srv_subscribe,

@@ -196,19 +196,31 @@ class EngineHost:
                     result="success",
                 ),
             )
-        if desired == State.RUNNING:
-            await self._go(State.RUNNING, reason="process started", actor=self.slug)
-        else:
-            # say so, so the dashboard shows an acknowledged stop rather than nothing
-            async with self._transition:
-                event = self._lifecycle_event(
-                    State.STOPPED, State.STOPPED, "restored desired state: stopped", None, None, None
-                )
-                await self._desired.store(event, self.publisher)
-            await self.heartbeats.send()
+        for attempt in range(3):
+            try:
+                await self._come_up(desired)
+                break
+            except Superseded:  # the previous holder's last write landed after we read: obey it
+                if attempt == 2:
+                    raise
+                async with self._transition:
+                    desired = await self._desired.load()
         await self._follow_desired_state()
         self._active.set()
         self.log.info("engine.active", epoch=self.lease.epoch, desired=desired)
+
+    async def _come_up(self, desired: State) -> None:
+        """Bring a newly active instance to its durable desired state."""
+        if desired == State.RUNNING:
+            await self._go(State.RUNNING, reason="process started", actor=self.slug)
+            return
+        # say so, so the dashboard shows an acknowledged stop rather than nothing
+        async with self._transition:
+            event = self._lifecycle_event(
+                State.STOPPED, State.STOPPED, "restored desired state: stopped", None, None, None
+            )
+            await self._desired.store(event, self.publisher)
+        await self.heartbeats.send()
 
     async def _fence(self, role: str) -> None:
         """Stop every loop and background task at once and write nothing more as the active
@@ -586,7 +598,8 @@ class EngineHost:
 
         if request.verb == "trigger":
             reply = await self._attempt(request, self._trigger(request))
-            await self._audit(request, outcome_of(reply), reply.message)
+            # the run id lets a job view know who started the run and when, while it runs
+            await self._audit(request, outcome_of(reply), reply.message, run_id=reply.run_id)
             return reply
         # Under the transition lock, so the next command's events are stored after these.
         # A change is audited by its own lifecycle event (one write); a command that
@@ -784,7 +797,9 @@ class EngineHost:
         await self._audit(request, "rejected", refusal.message)
         return self.replies.refused(request, refusal.error, refusal.message)
 
-    async def _audit(self, request: ControlRequest, outcome: str, message: str) -> None:
-        payload, summary = command_record(request, self.slug, outcome, message)
+    async def _audit(
+        self, request: ControlRequest, outcome: str, message: str, *, run_id: str | None = None
+    ) -> None:
+        payload, summary = command_record(request, self.slug, outcome, message, run_id=run_id)
         event = self.new_event(payload, summary, actor=request.actor, correlation_id=request.correlation_id)
         await self.publisher.publish(event)

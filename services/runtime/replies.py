@@ -66,7 +66,7 @@ def command_summary(request: ControlRequest, outcome: str, message: str) -> Summ
 
 
 def command_record(
-    request: ControlRequest, target: str, outcome: str, message: str
+    request: ControlRequest, target: str, outcome: str, message: str, *, run_id: str | None = None
 ) -> tuple[CommandHandled, Summary]:
     """The audit record of a command that changed no state: who, what, target, reason, result."""
     payload = CommandHandled(
@@ -78,6 +78,7 @@ def command_record(
         message=message,
         reason=request.command.reason,
         subject=request.subject,
+        run_id=run_id,
     )
     return payload, command_summary(request, outcome, message)
 

@@ -2,6 +2,7 @@
 // older rows fetched by stream-sequence cursor as the list scrolls, new rows fetched
 // when the live dashboard says the stream moved on. Exports CSV and JSON.
 
+import { notesCell } from "./annotations.js";
 import { apiJson, download } from "./api.js";
 import { $, h } from "./dom.js";
 import { utc, utcClock } from "./format.js";
@@ -23,13 +24,14 @@ function resultKind(result) {
 function row(event, fresh) {
   return h(
     "tr",
-    { class: fresh ? "row-new" : null, dataset: { seq: event.seq } },
+    { class: fresh ? "row-new" : null, dataset: { seq: event.seq, id: event.id } },
     h("td", { class: "nowrap" }, h("time", { datetime: event.timestamp, title: utc(event.timestamp) }, utcClock(event.timestamp))),
     h("td", { class: "nowrap" }, event.system),
     h("td", { class: "mono" }, event.action),
     h("td", {}, h("span", { class: ["result", `result-${resultKind(event.result)}`] }, event.result)),
     h("td", { class: "nowrap" }, event.actor),
     h("td", { class: "detail" }, event.detail),
+    notesCell(event),
   );
 }
 
@@ -45,6 +47,7 @@ export class ActivityFeed {
       result: $("#f-result"),
       actor: $("#f-actor"),
       q: $("#f-q"),
+      tag: $("#f-tag"),
     };
     this.systems = new Set();
     this.results = new Set();
@@ -71,6 +74,7 @@ export class ActivityFeed {
     this.inputs.result.addEventListener("change", () => this.reset());
     this.inputs.actor.addEventListener("input", later);
     this.inputs.q.addEventListener("input", later);
+    this.inputs.tag.addEventListener("input", later);
     $("#activity-filters").addEventListener("submit", (event) => {
       event.preventDefault();
       this.reset();

@@ -6,6 +6,7 @@ import { apiJson } from "./api.js";
 import { Series, renderChart } from "./charts.js";
 import { $, fill, h } from "./dom.js";
 import { initDrawer, openDetail } from "./drawer.js";
+import { resumeJobs, watchJob } from "./jobs.js";
 import { agoFrom, ago, brief, bytes, duration, humanize, num, pct, utc } from "./format.js";
 import { LiveFeed } from "./live.js";
 import { confirmAction, initIdentity, renderBanner, toast } from "./ui.js";
@@ -224,7 +225,10 @@ async function runCommand(slug, verb) {
       json: { reason },
     });
     let message = reply.message || `${spec.label}: done`;
-    if (reply.status === "started" && reply.run_id) message += ` (run ${reply.run_id.slice(0, 8)} started)`;
+    if (reply.status === "started" && reply.run_id) {
+      message += ` (run ${reply.run_id.slice(0, 8)} started; you will be told when it ends)`;
+      watchJob(reply.run_id, label);
+    }
     if (reply.duplicate) message += " (already handled)";
     toast(message, "ok", `${label}`);
   } catch (error) {
@@ -332,6 +336,7 @@ async function pollMetrics() {
 function init() {
   initIdentity();
   initDrawer();
+  resumeJobs();
   $("#kill-switch").addEventListener("click", () =>
     runAll("emergency-stop-all", "Kill switch", {
       title: "Stop every system?",

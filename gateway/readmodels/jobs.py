@@ -1,0 +1,175 @@
+"""Jobs: the triggers whose work outlasted the reply budget, as the stream tells them.
+
+A trigger that cannot finish within the reply budget is answered ``started`` with a
+run id; its audit event (``command_handled``, verb trigger) carries that run id, and the
+cycle's result arrives later as ``cycle_completed`` with the same run id and
+``manual: true``. Folding those two gives each run a status that survives any gateway
+restart: running -> succeeded | failed.
+
+A run can also be lost: an engine that shuts down or crashes mid-cycle never publishes
+its result. The engine's next lifecycle event on its own behalf (actor = its slug: the
+process shutting down, or a new process starting) ends every run of it still open as
+``failed`` with a clear error. Should its result arrive after all, the result wins.
+
+Times: ``accepted`` is when the engine answered the trigger; ``started`` is when the
+cycle began (the completion time less its duration once known, ``accepted`` before).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import msgspec
+
+from contracts.events import CommandHandled, CycleCompleted, LifecycleChanged
+from gateway.readmodels.base import FollowedView
+
+MAX_JOBS = 10_000  # runs kept in memory, oldest dropped first
+LOST = "the engine process ended or restarted before the job finished; no result was recorded"
+
+
+class _Envelope(msgspec.Struct):
+    system: str
+    time: str
+    actor: str = "system"
+    correlation_id: str = ""
+    data: msgspec.Raw = msgspec.Raw(b"{}")
+
+
+_envelope = msgspec.json.Decoder(_Envelope).decode
+_payloads = {
+    kind.TYPE: msgspec.json.Decoder(kind).decode
+    for kind in (CommandHandled, CycleCompleted, LifecycleChanged)
+}
+EVENT_TYPES = frozenset(_payloads)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+@dataclass(slots=True)
+class Job:
+    run_id: str
+    system: str
+    actor: str = ""
+    status: str = "running"  # running | succeeded | failed
+    accepted: str | None = None
+    started: str | None = None
+    finished: str | None = None
+    result: dict[str, Any] | None = None
+    error: str | None = None
+    command_id: str | None = None
+    correlation_id: str = ""
+    seq: int = 0  # the last stream sequence that changed this job
+    settled: bool = field(default=False)  # a cycle_completed was seen (nothing overrides it)
+
+    def view(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "status": self.status,
+            "system": self.system,
+            "actor": self.actor,
+            "started": self.started or self.accepted,
+            "finished": self.finished,
+            "accepted": self.accepted,
+            "result": self.result if self.status == "succeeded" else None,
+            "error": self.error if self.status == "failed" else None,
+            "outcome": self.result,  # the cycle's own record, also of a failed run
+            "command_id": self.command_id,
+            "correlation_id": self.correlation_id,
+            "seq": self.seq,
+        }
+
+
+class JobsView:
+    def __init__(self, max_jobs: int = MAX_JOBS) -> None:
+        self.jobs: OrderedDict[str, Job] = OrderedDict()
+        self.applied_seq = 0
+        self.max_jobs = max_jobs
+
+    def apply(self, seq: int, event_type: str, data: bytes) -> None:
+        try:
+            envelope = _envelope(data)
+            payload = _payloads[event_type](envelope.data)
+        except (msgspec.DecodeError, msgspec.ValidationError, KeyError):
+            return
+        if isinstance(payload, CommandHandled):
+            self._accepted(seq, envelope, payload)
+        elif isinstance(payload, CycleCompleted):
+            self._completed(seq, envelope, payload)
+        elif isinstance(payload, LifecycleChanged) and envelope.actor == envelope.system:
+            self._engine_restarted(seq, envelope)
+
+    def _job(self, run_id: str, system: str) -> Job:
+        job = self.jobs.get(run_id)
+        if job is None:
+            job = self.jobs[run_id] = Job(run_id, system)
+            while len(self.jobs) > self.max_jobs:
+                self.jobs.popitem(last=False)
+        return job
+
+    def _accepted(self, seq: int, envelope: _Envelope, payload: CommandHandled) -> None:
+        if payload.verb != "trigger" or not payload.run_id or payload.outcome != "accepted":
+            return
+        job = self._job(payload.run_id, payload.target)
+        job.actor = envelope.actor
+        job.accepted = envelope.time
+        job.command_id = payload.command_id
+        job.correlation_id = job.correlation_id or envelope.correlation_id
+        job.seq = max(job.seq, seq)
+
+    def _completed(self, seq: int, envelope: _Envelope, payload: CycleCompleted) -> None:
+        if not payload.manual:
+            return  # a scheduled cycle: no one is waiting for it
+        job = self._job(payload.run_id, envelope.system)
+        job.actor = job.actor or envelope.actor
+        job.correlation_id = job.correlation_id or envelope.correlation_id
+        job.finished = envelope.time
+        try:
+            began = datetime.fromisoformat(envelope.time) - timedelta(milliseconds=payload.duration_ms)
+            job.started = _iso(began)
+        except ValueError:
+            job.started = job.started or job.accepted
+        job.status = "succeeded" if payload.ok else "failed"
+        job.error = None if payload.ok else (payload.detail or payload.result or "failed")
+        job.result = {
+            "ok": payload.ok,
+            "result": payload.result,
+            "detail": payload.detail,
+            "loop": payload.loop,
+            "duration_ms": payload.duration_ms,
+            **payload.output,
+        }
+        job.settled = True
+        job.seq = max(job.seq, seq)
+
+    def _engine_restarted(self, seq: int, envelope: _Envelope) -> None:
+        for job in self.jobs.values():
+            if job.system == envelope.system and job.status == "running" and not job.settled:
+                job.status = "failed"
+                job.error = LOST
+                job.finished = envelope.time
+                job.seq = max(job.seq, seq)
+
+    # --- reads --------------------------------------------------------------------------
+
+    def get(self, run_id: str) -> Job | None:
+        return self.jobs.get(run_id)
+
+    def query(self, *, limit: int, system: str | None = None, status: str | None = None) -> list[Job]:
+        """Newest first."""
+        found: list[Job] = []
+        for job in reversed(self.jobs.values()):
+            if (system is None or job.system == system) and (status is None or job.status == status):
+                found.append(job)
+                if len(found) >= limit:
+                    break
+        return found
+
+
+def jobs_read_model() -> FollowedView:
+    return FollowedView("jobs", JobsView(), EVENT_TYPES)
