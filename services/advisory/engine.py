@@ -117,7 +117,7 @@ class AdvisoryEngine(Engine):
 
     async def setup(self) -> None:
         assert self.host is not None
-        self.store = AdvisoryStore(self.host.js, self.settings)
+        self.store = AdvisoryStore(self.ctx)
         await self.store.open()
         self.advisories = await self.store.load_advisories()
         self.feed_states = await self.store.load_feed_states()
@@ -251,7 +251,7 @@ class AdvisoryEngine(Engine):
                 sources=advisory.sources,
             )
             summary = Summary(action="advisory_published", detail=detail[:4000], result="success")
-            publishes.append(self.host.publish(payload, summary))
+            publishes.append(self.ctx.publish(payload, summary))
         await asyncio.gather(*publishes)
 
     async def _announce_feed_health(self, previous: dict[str, FeedState], states: list[FeedState]) -> None:
@@ -276,7 +276,7 @@ class AdvisoryEngine(Engine):
                 )
             else:
                 summary = Summary(action="feed_recovered", detail=f"{state.name} is fetched again")
-            await self.host.publish(payload, summary)
+            await self.ctx.publish(payload, summary)
 
     def _outcome(self, runs: list[FeedRun], changes: list[Change], *, manual: bool) -> CycleOutcome:
         failing = [run for run in runs if run.error]

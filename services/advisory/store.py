@@ -7,7 +7,6 @@ from typing import TypeVar
 
 import msgspec
 import structlog
-from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
 from contracts.advisory import (
@@ -17,7 +16,7 @@ from contracts.advisory import (
     ensure_advisory_buckets,
     feed_state_decoder,
 )
-from contracts.settings import Settings
+from services.runtime.context import EngineContext
 
 log = structlog.get_logger()
 
@@ -48,12 +47,11 @@ async def read_bucket(kv: KeyValue, decoder: msgspec.json.Decoder) -> dict[str, 
 
 
 class AdvisoryStore:
-    def __init__(self, js: JetStreamContext, settings: Settings) -> None:
-        self.js = js
-        self.settings = settings
+    def __init__(self, bus: EngineContext) -> None:
+        self.bus = bus
 
     async def open(self) -> None:
-        self.advisories_kv, self.feeds_kv = await ensure_advisory_buckets(self.js, self.settings)
+        self.advisories_kv, self.feeds_kv = await self.bus.declare(ensure_advisory_buckets)
 
     async def load_advisories(self) -> dict[str, Advisory]:
         return await read_bucket(self.advisories_kv, advisory_decoder)

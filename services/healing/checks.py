@@ -24,18 +24,17 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
-from nats.aio.client import Client
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js import JetStreamContext
 from nats.js.errors import BucketNotFoundError, NoKeysError, NotFoundError
 
 from contracts import subjects
 from contracts.advisory import FEEDS_BUCKET, FeedState, feed_state_decoder
 from contracts.events import utcnow
-from contracts.healing import PROBE_BUCKET, PROBE_STREAM, PROBE_SUBJECT
+from contracts.healing import PROBE_BUCKET, PROBE_STREAM, PROBE_SUBJECT, probe_object_store
 from contracts.ml import PROBE_SUBJECT as ML_PROBE_SUBJECT
 from contracts.ml import ProbeReply
+from services.runtime.context import EngineContext
 
 OK, FAILED, SKIPPED = "ok", "failed", "skipped"
 NAMES = ("jetstream", "kv_object_store", "ml_models", "advisory_freshness", "gateway")
@@ -131,16 +130,14 @@ def judge_probe(reply: ProbeReply) -> CheckResult:
 class SubsystemChecks:
     def __init__(
         self,
-        nc: Client,
-        js: JetStreamContext,
+        bus: EngineContext,
         *,
         timeout: float,
         lag_threshold: int,
         freshness_factor: float,
         desired_state: Callable[[str], Awaitable[str]],
     ) -> None:
-        self.nc = nc
-        self.js = js
+        self.bus = bus  # heal-check's context: probing the bus is its job
         self.timeout = timeout
         self.lag_threshold = lag_threshold
         self.freshness_factor = freshness_factor
@@ -159,17 +156,17 @@ class SubsystemChecks:
 
     async def jetstream(self) -> CheckResult:
         nonce = os.urandom(8).hex()
-        ack = await self.js.publish(PROBE_SUBJECT, nonce.encode(), timeout=self.timeout)
-        stored = await self.js.get_last_msg(PROBE_STREAM, PROBE_SUBJECT)
-        if stored.data != nonce.encode():
+        ack = await self.bus.enqueue(PROBE_SUBJECT, nonce.encode(), msg_id=None, deadline=self.timeout)
+        stored = await self.bus.last(PROBE_SUBJECT, stream=PROBE_STREAM)
+        if stored is None or stored.data != nonce.encode():
             return CheckResult(
                 name="jetstream", status=FAILED, detail="probe read back differs from what was written"
             )
         events, streams = await asyncio.gather(
-            self.js.stream_info(subjects.EVENTS_STREAM), self.js.streams_info()
+            self.bus.stream_state(subjects.EVENTS_STREAM), self.bus.streams()
         )
         names = [stream.config.name for stream in streams]
-        per_stream = await asyncio.gather(*(self.js.consumers_info(name) for name in names))
+        per_stream = await asyncio.gather(*(self.bus.consumers(name) for name in names))
         consumers = [
             (name, consumer.name, consumer.num_pending or 0)
             for name, infos in zip(names, per_stream, strict=True)
@@ -178,7 +175,7 @@ class SubsystemChecks:
         lagging = lagging_consumers(consumers, self.lag_threshold)
         data = {
             "probe_seq": ack.seq,
-            "events_last_seq": events.state.last_seq,
+            "events_last_seq": events.last_seq,
             "consumers": len(consumers),
             "max_pending": max((pending for *_, pending in consumers), default=0),
         }
@@ -194,13 +191,13 @@ class SubsystemChecks:
 
     async def kv_object_store(self) -> CheckResult:
         nonce = os.urandom(8).hex().encode()
-        kv = await self.js.key_value(PROBE_BUCKET)
+        kv = await self.bus.existing_bucket(PROBE_BUCKET)
         revision = await kv.put("probe", nonce)
         entry = await kv.get("probe")
         if entry.value != nonce:
             return CheckResult(name="kv_object_store", status=FAILED, detail="KV probe read back differs")
         blob = os.urandom(256)
-        store = await self.js.object_store(PROBE_BUCKET)
+        store = await self.bus.object_store(probe_object_store(self.bus.settings))
         # a new name each time: overwriting or deleting an object purges its old chunks,
         # which engines may not do under `aoc up`; the store's 1 h TTL clears old probes
         name = f"probe-{nonce.decode()}"
@@ -219,7 +216,7 @@ class SubsystemChecks:
 
     async def ml_models(self) -> CheckResult:
         try:
-            msg = await self.nc.request(ML_PROBE_SUBJECT, b"", timeout=self.timeout)
+            msg = await self.bus.request(ML_PROBE_SUBJECT, b"", timeout=self.timeout)
         except NoRespondersError:
             return CheckResult(
                 name="ml_models",
@@ -246,7 +243,7 @@ class SubsystemChecks:
                 detail="advisory-refresh is stopped by an operator: feeds are not expected to be fresh",
             )
         try:
-            kv = await self.js.key_value(FEEDS_BUCKET)
+            kv = await self.bus.existing_bucket(FEEDS_BUCKET)
             states = [feed_state_decoder.decode((await kv.get(key)).value) for key in await kv.keys()]
         except (BucketNotFoundError, NotFoundError, NoKeysError):
             states = []
@@ -271,7 +268,7 @@ class SubsystemChecks:
 
     async def gateway(self) -> CheckResult:
         try:
-            msg = await self.nc.request(subjects.GATEWAY_HEALTH, b"", timeout=self.timeout)
+            msg = await self.bus.request(subjects.GATEWAY_HEALTH, b"", timeout=self.timeout)
         except NoRespondersError:
             return CheckResult(
                 name="gateway", status=FAILED, detail=f"no gateway answers {subjects.GATEWAY_HEALTH}"

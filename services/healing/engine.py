@@ -31,7 +31,7 @@ import msgspec
 import structlog
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.errors import BucketNotFoundError, NotFoundError
+from nats.js.errors import NotFoundError
 
 from contracts import subjects
 from contracts.commands import reply_decoder
@@ -51,14 +51,11 @@ from contracts.healing import (
     probe_stream,
 )
 from contracts.settings import Settings
-from contracts.streams import ensure_bucket, ensure_stream
 from services.healing.breaker import CircuitBreaker, Transition
 from services.healing.checks import FAILED, SKIPPED, CheckResult, SubsystemChecks
 from services.healing.config import HealingSettings
 from services.healing.liveness import Memory, Observation, Thresholds, Verdict, classify, loops_from_detail
 from services.runtime import CycleOutcome, Engine, Loop
-from services.runtime.desired import desired_of
-from services.runtime.stream import replay
 
 log = structlog.get_logger()
 
@@ -130,12 +127,9 @@ class HealingEngine(Engine):
     # --- lifetime ---------------------------------------------------------------------------
 
     async def setup(self) -> None:
-        assert self.host is not None
-        self.nc, self.js = self.host.nc, self.host.js
         await self._ensure_probes()
         self.subsystems = SubsystemChecks(
-            self.nc,
-            self.js,
+            self.ctx,
             timeout=self.config.check_timeout,
             lag_threshold=self.config.consumer_lag_threshold,
             freshness_factor=self.config.freshness_factor,
@@ -147,20 +141,15 @@ class HealingEngine(Engine):
     async def _ensure_probes(self) -> None:
         # a failure here is what the checks will report; the engine must still start
         try:
-            await ensure_stream(self.js, probe_stream(self.settings))
-            await ensure_bucket(self.js, probe_bucket(self.settings))
-            store = probe_object_store(self.settings)
-            try:
-                await self.js.object_store(store.bucket)
-            except BucketNotFoundError:
-                # nats-py overwrites config.bucket with its first argument: pass both
-                await self.js.create_object_store(store.bucket, config=store)
+            await self.ctx.stream(probe_stream(self.settings))
+            await self.ctx.bucket(probe_bucket(self.settings))
+            await self.ctx.object_store(probe_object_store(self.settings))
         except Exception:
             log.exception("healing.probe_setup_failed")
 
     async def desired_state(self, slug: str) -> str:
         """The desired state an engine comes back with; what an operator decided."""
-        return str(await desired_of(self.js, slug, autostart=self.settings.autostart))
+        return await self.ctx.desired_of(slug)
 
     # --- heartbeat watch ----------------------------------------------------------------------
 
@@ -191,8 +180,10 @@ class HealingEngine(Engine):
     async def _observe(self, slug: str) -> Observation:
         desired = await self.desired_state(slug)
         try:
-            raw = await self.js.get_last_msg(subjects.HEARTBEATS_STREAM, subjects.hb(slug))
+            raw = await self.ctx.last(subjects.hb(slug), stream=subjects.HEARTBEATS_STREAM)
         except NotFoundError:
+            raw = None
+        if raw is None:
             return Observation(slug=slug, desired=desired)
         beat = heartbeat_decoder.decode(raw.data)
         age = (utcnow() - raw.time).total_seconds() if raw.time else None  # the stream's clock
@@ -208,7 +199,9 @@ class HealingEngine(Engine):
             return obs
         try:
             # short: one engine that died mid-request must not hold up the whole pass
-            msg = await self.nc.request(subjects.ctl(slug, "detail"), b"", timeout=self.config.detail_timeout)
+            msg = await self.ctx.request(
+                subjects.ctl(slug, "detail"), b"", timeout=self.config.detail_timeout
+            )
             reply = reply_decoder.decode(msg.data)
             return dataclasses.replace(obs, loops=loops_from_detail(reply.result or {}))
         except (NatsTimeoutError, NoRespondersError, msgspec.DecodeError) as exc:
@@ -478,7 +471,9 @@ class HealingEngine(Engine):
             command["args"] = {"unless_stopped": True}
         body = msgspec.json.encode(command)
         try:
-            msg = await self.nc.request(subjects.ctl(slug, verb), body, timeout=self.settings.control_timeout)
+            msg = await self.ctx.request(
+                subjects.ctl(slug, verb), body, timeout=self.settings.control_timeout
+            )
         except NoRespondersError:
             return False, f"{verb} command: no responder on {subjects.ctl(slug, verb)}"
         except NatsTimeoutError:
@@ -554,12 +549,11 @@ class HealingEngine(Engine):
     async def _moved(self, breaker: CircuitBreaker, transition: Transition | None) -> None:
         if transition is None:
             return
-        assert self.host is not None
         self._noted.discard((breaker.target, transition.previous))
         entry = self._breaker_entry(breaker.snapshot().target, transition, utcnow())
         self._remember(entry)
         result = "failed" if transition.state == "open" else "success"
-        await self.host.publish(
+        await self.ctx.publish(
             BreakerChanged(
                 breaker=breaker.snapshot(), previous=transition.previous, reason=transition.reason
             ),
@@ -609,9 +603,8 @@ class HealingEngine(Engine):
         return entry
 
     async def _record(self, entry: HealingEntry) -> None:
-        assert self.host is not None
         self._remember(entry)
-        await self.host.publish(
+        await self.ctx.publish(
             HealingRecorded(entry=entry),
             Summary(
                 action=f"healing_{entry.event}"[:64],
@@ -625,14 +618,13 @@ class HealingEngine(Engine):
         last = 0
         for event_type in (HealingRecorded.TYPE, BreakerChanged.TYPE):
             with contextlib.suppress(NotFoundError):
-                raw = await self.js.get_last_msg(subjects.EVENTS_STREAM, subjects.evt(self.slug, event_type))
-                last = max(last, raw.seq or 0)
+                raw = await self.ctx.last(subjects.evt(self.slug, event_type))
+                last = max(last, raw.seq if raw else 0)
         if not last:
             return
         since = utcnow() - timedelta(hours=self.config.replay_hours)
         # the newest relevant event may be older than the window: then nothing is replayed
-        await replay(
-            self.js,
+        await self.ctx.replay(
             subjects.evt(self.slug, "*"),
             lambda _seq, data, _at: self._apply_own_event(data),
             start_time=since,

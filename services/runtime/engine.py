@@ -14,6 +14,7 @@ from contracts.settings import Settings
 from contracts.systems import SYSTEMS, SystemInfo
 
 if TYPE_CHECKING:
+    from services.runtime.context import EngineContext
     from services.runtime.host import EngineHost
 
 
@@ -52,6 +53,8 @@ class Engine:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.host: EngineHost | None = None
+        # what the engine may do on the bus (services/runtime/context.py), set by the host
+        self.ctx: EngineContext = None  # type: ignore[assignment]
 
     @property
     def info(self) -> SystemInfo:

@@ -42,6 +42,7 @@ from contracts.events import (
 from contracts.settings import Settings
 from contracts.streams import ensure_all
 from services.runtime.bus import EventPublisher, Superseded, barrier, connect
+from services.runtime.context import EngineContext
 from services.runtime.control import (
     ControlEndpoints,
     ControlRequest,
@@ -92,7 +93,9 @@ class EngineHost:
         self._fenced_epoch = 0
         self._forwarded: Any = None
         self.log = log.bind(system=self.slug, instance=self.instance)
+        self.ctx = EngineContext(self)
         engine.host = self
+        engine.ctx = self.ctx
 
     @property
     def desired(self) -> State:
