@@ -83,7 +83,7 @@ class Settings(BaseSettings):
         "its predecessor's lease at once.",
     )
     lease_ttl: float = Field(
-        3.0, gt=0.2, le=5.0, description="Lease time of an engine's active instance (takeover after it)."
+        5.0, gt=0.2, le=5.0, description="Lease time of an engine's active instance (takeover after it)."
     )
     schedules: dict[str, float] = Field(
         default_factory=dict,

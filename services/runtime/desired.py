@@ -27,14 +27,16 @@ class DesiredState:
         self.value = State.RUNNING
         self.last_seq = 0  # stream sequence of the newest lifecycle event seen (0: none)
         self.last: LifecycleChanged | None = None
+        self.last_event: Envelope | None = None  # its envelope: which instance wrote it, at which epoch
 
     async def load(self) -> State:
         stored = await last_message(self._js, self._subject)
         if stored is None:
-            self.last, self.last_seq = None, 0
+            self.last, self.last_seq, self.last_event = None, 0, None
             self.value = State.RUNNING if self._autostart else State.STOPPED
             return self.value
-        self.last = envelope_decoder.decode(stored.data).payload()
+        self.last_event = envelope_decoder.decode(stored.data)
+        self.last = self.last_event.payload()
         self.last_seq = stored.seq
         self.value = State(self.last.desired)
         return self.value

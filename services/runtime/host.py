@@ -175,27 +175,33 @@ class EngineHost:
                 if not self._set_up:
                     await self.engine.setup()
                     self._set_up = True
-                self.role = ACTIVE
                 desired = await self._desired.load()
         except BaseException:
             self.role = STANDBY
             with contextlib.suppress(Exception):
                 await self.lease.release()  # let another instance try
             raise
-        previous = acquired.previous
-        if previous is not None and previous.instance != self.instance:
+        # who was active before: the instance that wrote the newest lifecycle event (a
+        # standby that started after the holder died never saw its lease)
+        last = self._desired.last_event
+        if last is not None and last.instance and last.instance != self.instance:
+            seen = (
+                acquired.previous
+                if acquired.previous and acquired.previous.instance == last.instance
+                else None
+            )
             await self.publish(
                 InstanceTookOver(
                     instance=self.instance,
                     epoch=acquired.epoch,
-                    previous_instance=previous.instance,
-                    previous_epoch=acquired.previous_epoch,
-                    previous_boot_id=previous.boot_id,
+                    previous_instance=last.instance,
+                    previous_epoch=last.epoch,
+                    previous_boot_id=seen.boot_id if seen else None,
                 ),
                 Summary(
                     action="instance_took_over",
-                    detail=f"{self.instance} took over from {previous.instance} "
-                    f"(epoch {acquired.previous_epoch} -> {acquired.epoch})",
+                    detail=f"{self.instance} took over from {last.instance} "
+                    f"(epoch {last.epoch} -> {acquired.epoch})",
                     result="success",
                 ),
             )
@@ -208,6 +214,7 @@ class EngineHost:
                     raise
                 async with self._transition:
                     desired = await self._desired.load()
+        self.role = ACTIVE  # only now: a status answered while it comes up says "activating"
         await self._follow_desired_state()
         self._active.set()
         self.log.info("engine.active", epoch=self.lease.epoch, desired=desired)

@@ -105,9 +105,17 @@ class Lease:
         (no server) are the caller's to weigh against the time left."""
         try:
             self.epoch = await self._kv.update(self._key, self._record, last=self.epoch)
+            return
         except KeyWrongLastSequenceError:
-            self.epoch = 0
-            raise LeaseLost(f"lease of {self._key} taken by another instance") from None
+            pass
+        # an update whose reply was lost (timed out here, stored there) moved the revision
+        # on: still this process's record, so the lease is still ours at that revision
+        current, revision = await self.holder()
+        if current is not None and current.boot_id == self.me.boot_id:
+            self.epoch = await self._kv.update(self._key, self._record, last=revision)
+            return
+        self.epoch = 0
+        raise LeaseLost(f"lease of {self._key} taken by another instance")
 
     async def release(self) -> None:
         """Give the lease up (clean shutdown): a standby takes over without waiting."""
