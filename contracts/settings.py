@@ -152,6 +152,25 @@ class Settings(BaseSettings):
         "control commands on aoc.ctl.<system>.<verb>.<user>.",
     )
 
+    # --- SIEM export and control-plane alerts (docs/siem.md) ----------------------------
+    siem_sinks: str | None = Field(
+        None,
+        description='SIEM sinks, a JSON list: [{"name": "soc", "kind": "syslog|hec|webhook", "url": ...}]; '
+        "read by the SIEM service (docs/siem.md).",
+    )
+    siem_allowed_hosts: CommaList = Field(
+        default_factory=list,
+        description="Host names (or *.suffix) a SIEM sink URL may name (comma-separated); empty = none.",
+    )
+    siem_allowed_networks: CommaList = Field(
+        default_factory=list,
+        description="Networks (CIDRs) a SIEM sink may reach although private, loopback or link-local "
+        "(an on-premises SIEM); empty = public addresses only.",
+    )
+    siem_rules_file: Path | None = Field(
+        None, description="Alert rules (YAML); default: the built-in rules of services/siem/rules.yaml."
+    )
+
     @field_validator("nats_sync_interval")
     @classmethod
     def _sync_interval(cls, value: str) -> str:
@@ -166,7 +185,14 @@ class Settings(BaseSettings):
             raise ValueError("an HS256 key must be at least 32 bytes (RFC 7518 §3.2)")
         return secret
 
-    @field_validator("cors_origins", "metrics_allow", "nats_operators", mode="before")
+    @field_validator(
+        "cors_origins",
+        "metrics_allow",
+        "nats_operators",
+        "siem_allowed_hosts",
+        "siem_allowed_networks",
+        mode="before",
+    )
     @classmethod
     def _comma_list(cls, value: object) -> object:
         if isinstance(value, str):
@@ -184,7 +210,7 @@ class Settings(BaseSettings):
                 raise ValueError(f"{origin!r} is not an origin like https://ops.example.com ('*' is refused)")
         return origins
 
-    @field_validator("metrics_allow")
+    @field_validator("metrics_allow", "siem_allowed_networks")
     @classmethod
     def _networks(cls, networks: list[str]) -> list[str]:
         for network in networks:
