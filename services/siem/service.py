@@ -41,17 +41,20 @@ from contracts.events import Envelope, envelope_decoder
 from contracts.settings import Settings, get_settings
 from contracts.siem import (
     SIEM,
+    SIEM_STATUS_BUCKET,
     STATUS_INTERVAL_S,
     STATUS_KEY,
+    STATUS_STALE_S,
     RuleInfo,
     SiemStatus,
     SinkConfig,
     SinkConfigError,
     ensure_status_bucket,
     parse_sinks,
+    status_decoder,
 )
 from contracts.streams import ensure_all
-from services.runtime.bus import EventPublisher, connect
+from services.runtime.bus import EventPublisher, connect, connect_options
 from services.runtime.logs import configure_logging
 from services.shared.egress import AddressPolicy, Resolver, UrlGuard, system_resolver
 from services.siem.alerts import AlertEngine
@@ -318,6 +321,25 @@ def check(settings: Settings) -> int:
         ok = False
         print(str(exc), file=sys.stderr)
     return 0 if ok else 1
+
+
+async def health(settings: Settings) -> None:
+    """Healthy = the service rewrote its status within STATUS_STALE_S (it is alive and on
+    the bus). Raises with the reason otherwise."""
+    import nats
+
+    nc = await nats.connect(
+        **connect_options(settings, SIEM), name="healthcheck-siem", connect_timeout=2.0, allow_reconnect=False
+    )
+    try:
+        kv = await nc.jetstream().key_value(SIEM_STATUS_BUCKET)
+        entry = await kv.get(STATUS_KEY)
+        status = status_decoder.decode(entry.value or b"")
+        age = (utcnow() - status.updated).total_seconds()
+        if age > STATUS_STALE_S:
+            raise RuntimeError(f"last status {age:.0f} s ago (more than {STATUS_STALE_S:g} s)")
+    finally:
+        await nc.close()
 
 
 async def serve(settings: Settings) -> None:
