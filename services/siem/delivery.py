@@ -209,7 +209,7 @@ class SinkRunner:
     async def _deliver(self, records: list[Record]) -> None:
         retrying = AsyncRetrying(
             wait=wait_exponential_jitter(
-                initial=self.config.retry_initial_s,
+                multiplier=self.config.retry_initial_s,
                 max=self.config.retry_max_s,
                 jitter=self.config.retry_initial_s,
             ),
