@@ -12,10 +12,12 @@ server (the service was killed in between) is delivered again after a restart. T
 the only duplicate there can be, and it is the last batch. Webhook receivers can drop it
 by its ``X-AOC-Delivery`` id; HEC and syslog receivers by the event id.
 
-Order after a restart: a batch left unacknowledged by a killed service is redelivered
-by the server after ``ACK_WAIT``. Meanwhile the runner lowers ``max_ack_pending`` to the
-number of those events, so the server cannot hand out newer ones first; once they are
-through, it goes back to ``batch``.
+Order after a restart: a batch left unacknowledged by a killed service is not left to
+the server's redelivery (AckAll on a later event would quietly cover it, and the server
+may hand out newer events first). The runner reads the consumer's ack floor and the
+last event it handed out, delivers that range itself, read from the stream, and only
+then fetches; any event at or below what it already delivered is acknowledged without
+being sent again. Deliveries therefore only ever move forward in stream order.
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ class SinkRunner:
         self._clock = clock
         self._task: asyncio.Task[None] | None = None
         self._sub = None
-        self._clamped = False
+        self.high_water = 0  # the last stream sequence delivered to the receiver
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -125,30 +127,47 @@ class SinkRunner:
         if info is None:
             await self.js.add_consumer(subjects.EVENTS_STREAM, self.consumer_config())
         else:
-            # events handed out to a run that died: only they may come next (see module doc)
-            pending = info.num_ack_pending or None
-            config = self.consumer_config(pending)
+            config = self.consumer_config()
             config.deliver_policy = info.config.deliver_policy  # not editable: keep what it is
             config.opt_start_seq = info.config.opt_start_seq
             config.opt_start_time = info.config.opt_start_time
             await self.js.add_consumer(subjects.EVENTS_STREAM, config)
-            self._clamped = pending is not None
-            if self._clamped:
-                log.info("siem.sink_redelivery_first", sink=self.config.name, pending=pending)
+            floor, handed_out = info.ack_floor.stream_seq or 0, info.delivered.stream_seq or 0
+            self.high_water = max(self.high_water, floor)
+            if handed_out > self.high_water:
+                await self._deliver_range(self.high_water + 1, handed_out)
         if self._sub is not None:
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()
         self._sub = await self.js.pull_subscribe_bind(self.durable, stream=subjects.EVENTS_STREAM)
 
-    async def _unclamp(self) -> None:
-        if self._clamped:
-            info = await self.js.consumer_info(subjects.EVENTS_STREAM, self.durable)
-            config = self.consumer_config()
-            config.deliver_policy = info.config.deliver_policy
-            config.opt_start_seq = info.config.opt_start_seq
-            config.opt_start_time = info.config.opt_start_time
-            await self.js.add_consumer(subjects.EVENTS_STREAM, config)
-            self._clamped = False
+    async def _deliver_range(self, first: int, last: int) -> None:
+        """Events handed out to a run that died before they were acknowledged: read them
+        from the stream and deliver them, in order, before anything newer."""
+        log.info("siem.sink_redeliver_unacked", sink=self.config.name, first_seq=first, last_seq=last)
+        records: list[Record] = []
+        seq = first
+        while seq <= last:
+            try:
+                raw = await self.js.get_msg(
+                    subjects.EVENTS_STREAM, seq=seq, subject=self.config.filter, direct=True, next=True
+                )
+            except NotFoundError:
+                break
+            if raw.seq is None or raw.seq > last:
+                break
+            records.append(
+                Record(seq=raw.seq, raw=raw.data or b"", event=envelope_decoder.decode(raw.data or b""))
+            )
+            seq = raw.seq + 1
+            if len(records) == self.config.batch or seq > last:
+                await self._deliver(records)
+                self._delivered(records)
+                records = []
+        if records:
+            await self._deliver(records)
+            self._delivered(records)
+        self.high_water = max(self.high_water, last)
 
     async def _deliver_forever(self) -> None:
         assert self._sub is not None
@@ -158,24 +177,23 @@ class SinkRunner:
             except (NatsTimeoutError, TimeoutError):
                 if self.status.state in ("starting", "delivering"):
                     self.status.state = "idle"
-                if self._clamped:
-                    with contextlib.suppress(Exception):
-                        await self._unclamp()
                 continue
             if not msgs:
                 continue
-            records = [self._record(msg) for msg in msgs]
-            keeper = asyncio.create_task(self._keep_in_progress(msgs))
-            try:
-                await self._deliver(records)
-            finally:
-                keeper.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await keeper
+            # a redelivery of what was already delivered is acknowledged, not sent again
+            records = [self._record(msg) for msg in msgs if msg.metadata.sequence.stream > self.high_water]
+            if records:
+                keeper = asyncio.create_task(self._keep_in_progress(msgs))
+                try:
+                    await self._deliver(records)
+                finally:
+                    keeper.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await keeper
+                self.high_water = records[-1].seq
             await self._ack(msgs[-1])
-            self._delivered(records)
-            if self._clamped:
-                await self._unclamp()
+            if records:
+                self._delivered(records)
 
     @staticmethod
     def _record(msg) -> Record:

@@ -55,7 +55,9 @@ def _in_ci() -> bool:
 @pytest.fixture(scope="session")
 def rsyslogd() -> str:
     if not (Path(RSYSLOGD).is_file() and os.access(RSYSLOGD, os.X_OK)):
-        reason = "rsyslogd is not installed (scripts/ensure-rsyslog.sh: apt-get install rsyslog rsyslog-gnutls)"
+        reason = (
+            "rsyslogd is not installed (scripts/ensure-rsyslog.sh: apt-get install rsyslog rsyslog-gnutls)"
+        )
         if _in_ci():
             pytest.fail(f"{reason}; CI=true, so the syslog tests must run", pytrace=False)
         pytest.skip(reason)
@@ -178,7 +180,14 @@ ruleset(name="strict" parser="rsyslog.rfc5424") {{
     async def start(self) -> Rsyslog:
         log = open(self.directory / "rsyslogd.log", "ab")  # noqa: SIM115 - the child keeps it
         self.process = subprocess.Popen(
-            [self.binary, "-n", "-f", str(self.directory / "rsyslog.conf"), "-i", str(self.directory / "pid")],
+            [
+                self.binary,
+                "-n",
+                "-f",
+                str(self.directory / "rsyslog.conf"),
+                "-i",
+                str(self.directory / "pid"),
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -187,7 +196,9 @@ ruleset(name="strict" parser="rsyslog.rfc5424") {{
         deadline = asyncio.get_running_loop().time() + 10
         while asyncio.get_running_loop().time() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"rsyslogd exited: {(self.directory / 'rsyslogd.log').read_text()[-2000:]}")
+                raise RuntimeError(
+                    f"rsyslogd exited: {(self.directory / 'rsyslogd.log').read_text()[-2000:]}"
+                )
             with contextlib.suppress(psutil.Error):
                 ports = {c.laddr.port for c in psutil.Process(self.process.pid).net_connections(kind=kind)}
                 if self.port in ports:
@@ -280,7 +291,10 @@ class HttpReceiver:
         tls = {}
         if self.certificate:
             tls = {"ssl_certfile": str(self.certificate.cert), "ssl_keyfile": str(self.certificate.key)}
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off", **tls)
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off",
+            timeout_graceful_shutdown=1, **tls,
+        )  # fmt: skip
         self.server = uvicorn.Server(config)
         self.task = asyncio.create_task(self.server.serve())
         while not self.server.started:
@@ -328,7 +342,8 @@ class Hec:
         for number, event in enumerate(batch):
             if "event" not in event or not isinstance(event.get("time"), int | float):
                 return JSONResponse(
-                    {"text": "Invalid data format", "code": 6, "invalid-event-number": number}, status_code=400
+                    {"text": "Invalid data format", "code": 6, "invalid-event-number": number},
+                    status_code=400,
                 )
         self.events += batch
         return JSONResponse({"text": "Success", "code": 0})
@@ -359,6 +374,9 @@ class WebhookEndpoint:
     def events(self) -> list[dict[str, Any]]:
         return [item["event"] for batch in self.batches for item in batch["events"]]
 
+    def events_ids(self) -> list[str]:
+        return [event["id"] for event in self.events]
+
 
 @pytest.fixture
 async def http_receivers():
@@ -385,6 +403,30 @@ def siem_settings(settings: Settings, sinks: list[dict[str, Any]], **extra: Any)
         **extra,
     }
     return settings.model_copy(update=update)
+
+
+async def read_status(nc) -> Any:
+    """The SIEM service's status as it wrote it to KV, or None."""
+    from contracts.siem import SIEM_STATUS_BUCKET, STATUS_KEY, status_decoder
+
+    try:
+        kv = await nc.jetstream().key_value(SIEM_STATUS_BUCKET)
+        entry = await kv.get(STATUS_KEY)
+    except Exception:
+        return None
+    return status_decoder.decode(entry.value) if entry.value else None
+
+
+async def until_status(
+    nc, condition: Callable[[Any], bool], timeout: float = 30.0, what: str = "status"
+) -> Any:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        status = await read_status(nc)
+        if status is not None and condition(status):
+            return status
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 async def until(condition: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:

@@ -60,7 +60,9 @@ def sink_status(service: SiemService, name: str):
 
 
 @pytest.mark.parametrize("transport", ["tcp", "tls", "udp"])
-async def test_syslog_reaches_rsyslog_parsed_as_rfc5424(transport, rsyslog_factory, certificate, settings, nc):
+async def test_syslog_reaches_rsyslog_parsed_as_rfc5424(
+    transport, rsyslog_factory, certificate, settings, nc
+):
     receiver = await rsyslog_factory(transport, certificate if transport == "tls" else None)
     sink = {"name": "rsyslog", "kind": "syslog", "url": receiver.url, "hostname": "aoc-test", "batch": 7}
     if transport == "tls":
@@ -159,7 +161,11 @@ async def test_hec_with_a_wrong_token_keeps_every_event_in_the_stream(http_recei
         status = sink_status(service, "splunk")
         await until(lambda: status.consecutive_failures >= 3, what="three refused attempts")
         await service.runners[0].refresh_lag()
-        assert status.state == "retrying" and "HTTP 403" in status.last_error and "Invalid token" in status.last_error
+        assert (
+            status.state == "retrying"
+            and "HTTP 403" in status.last_error
+            and "Invalid token" in status.last_error
+        )
         assert status.lag == 5 and status.delivered == 0  # nothing acknowledged, nothing lost
         assert hec.events == [] and hec.refused >= 3
         assert "wrong-token" not in status.last_error
