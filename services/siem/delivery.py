@@ -94,6 +94,13 @@ class SinkRunner:
                 await self._sub.unsubscribe()
 
     async def _run(self) -> None:
+        try:
+            await self.transport.check_egress()
+        except EgressRefused as exc:
+            self._failed_at(str(exc)[:300], refused=True)
+            log.error("siem.sink_refused", sink=self.config.name, error=str(exc)[:300])
+        except ConnectionError as exc:  # DNS trouble: delivery retries it
+            self._failed_at(str(exc)[:300])
         while not self.stopping.is_set():
             try:
                 await self._bind()

@@ -69,6 +69,18 @@ class Transport:
     async def deliver(self, records: list[Record]) -> None:
         raise NotImplementedError
 
+    async def check_egress(self) -> str:
+        """The address the guard allows for this sink now (raises EgressRefused): run at
+        start so a refused sink shows as refused before it has anything to send."""
+        if self.config.kind == "syslog":
+            return await self.guard.endpoint(self.config.host, self.config.port, label=self.config.shown_url)
+        guard = self.guard
+        if self.config.allow_http and not guard.allow_plain_http:
+            guard = UrlGuard(
+                guard.allowed_hosts, guard.policy, allow_plain_http=True, resolver=guard.resolver
+            )
+        return (await guard.check(self.config.url)).address
+
     async def close(self) -> None:
         pass
 

@@ -272,6 +272,7 @@ class HttpReceiver:
     handler: Callable[[Request], Awaitable[Response]]
     certificate: Certificate | None = None
     path: str = "/services/collector/event"
+    host: str = "127.0.0.1"
     port: int = field(default_factory=free_port)
     server: uvicorn.Server | None = None
     task: asyncio.Task[None] | None = None
@@ -279,7 +280,7 @@ class HttpReceiver:
     @property
     def url(self) -> str:
         scheme = "https" if self.certificate else "http"
-        return f"{scheme}://127.0.0.1:{self.port}{self.path}"
+        return f"{scheme}://{self.host}:{self.port}{self.path}"
 
     async def start(self) -> HttpReceiver:
         handler = self.handler
@@ -292,7 +293,7 @@ class HttpReceiver:
         if self.certificate:
             tls = {"ssl_certfile": str(self.certificate.cert), "ssl_keyfile": str(self.certificate.key)}
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off",
+            app, host=self.host, port=self.port, log_level="warning", lifespan="off",
             timeout_graceful_shutdown=1, **tls,
         )  # fmt: skip
         self.server = uvicorn.Server(config)
@@ -382,8 +383,14 @@ class WebhookEndpoint:
 async def http_receivers():
     started: list[HttpReceiver] = []
 
-    async def make(handler, certificate: Certificate | None = None, path: str = "/services/collector/event"):
-        receiver = HttpReceiver(handler, certificate, path)
+    async def make(
+        handler,
+        certificate: Certificate | None = None,
+        path: str = "/services/collector/event",
+        host: str = "127.0.0.1",
+        port: int | None = None,
+    ):
+        receiver = HttpReceiver(handler, certificate, path, host, port or free_port())
         started.append(receiver)
         return await receiver.start()
 
