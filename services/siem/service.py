@@ -359,10 +359,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--check", action="store_true", help="validate AOC_SIEM_SINKS and the rules file, then exit"
     )
+    parser.add_argument(
+        "--health", action="store_true", help="container probe: exit 0 when the service is alive"
+    )
     args = parser.parse_args(argv)
     settings = get_settings()
     if args.check:
         return check(settings)
+    if args.health:
+        try:
+            asyncio.run(asyncio.wait_for(health(settings), 5.0))
+        except Exception as exc:
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            print(f"unhealthy: siem: {type(exc).__name__}: {reason}", file=sys.stderr)
+            return 1
+        return 0
     configure_logging(SIEM)
     asyncio.run(serve(settings))
     return 0

@@ -44,6 +44,7 @@ from starlette.routing import Route
 
 from contracts.settings import Settings
 from services.launcher.natsserver import free_port
+from tests.security.conftest import secure_nats, secure_settings  # noqa: F401 - fixtures used here too
 
 RSYSLOGD = shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"
 
