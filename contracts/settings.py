@@ -155,7 +155,7 @@ class Settings(BaseSettings):
     # --- SIEM export and control-plane alerts (docs/siem.md) ----------------------------
     siem_sinks: str | None = Field(
         None,
-        description='SIEM sinks, a JSON list: [{"name": "soc", "kind": "syslog|hec|webhook", "url": ...}]; '
+        description='X
         "read by the SIEM service (docs/siem.md).",
     )
     siem_allowed_hosts: CommaList = Field(
