@@ -155,7 +155,7 @@ class Settings(BaseSettings):
     # --- SIEM export and control-plane alerts (docs/siem.md) ----------------------------
     siem_sinks: str | None = Field(
         None,
-        description='X
+        description='SIEM sinks, a JSON list of {"name", "kind" (syslog, hec or webhook), "url", ...}; '
         "read by the SIEM service (docs/siem.md).",
     )
     siem_allowed_hosts: CommaList = Field(
