@@ -52,6 +52,7 @@ async def test_the_panel_shows_sinks_alerts_and_a_down_service(
             # the sink carries the alert like any event: 3 + kill_switch_engaged + alert_fired
             await until(lambda: len(hec.events) >= 5, what="the alert at the HEC")
             assert hec.events[-1]["event"]["type"] == "alert_fired"
+            await until(lambda: service.runners[0].status.delivered == 5, what="all 5 acknowledged")
             await service.write_status()
 
             await tab.open("/admin-ops")

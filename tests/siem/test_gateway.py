@@ -30,6 +30,7 @@ async def test_sinks_and_their_health_in_the_api_and_metrics(
             await until(lambda: service.runners[0].status.state != "starting", what="the sink bound")
             await publish(nc, 12)
             await until(lambda: len(hec.events) >= 12, what="delivery")
+            await until(lambda: service.runners[0].status.delivered == 12, what="all 12 acknowledged")
             await service.write_status()
             await asyncio.sleep(1.1)  # the gateway caches the view for a second
             body = (await http.get("/api/v1/siem/sinks")).json()

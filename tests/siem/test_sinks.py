@@ -72,7 +72,7 @@ async def test_syslog_reaches_rsyslog_parsed_as_rfc5424(
         await until(lambda: service.runners[0].status.state != "starting", what="the sink bound")
         events = await publish(nc, 20)
         await until(lambda: len(receiver.messages()) >= 20, what="20 messages in rsyslog")
-        assert sink_status(service, "rsyslog").delivered == 20
+        await until(lambda: sink_status(service, "rsyslog").delivered == 20, what="all 20 acknowledged")
     messages = receiver.messages()
     assert [json.loads(m["msg"].removeprefix("\ufeff"))["id"] for m in messages] == [e.id for e in events]
     for message, event in zip(messages, events, strict=True):
@@ -132,6 +132,7 @@ async def test_hec_batches_with_the_token_over_tls(http_receivers, certificate, 
         await until(lambda: service.runners[0].status.state != "starting", what="the sink bound")
         events = await publish(nc, 60)
         await until(lambda: len(hec.events) >= 60, what="60 events at the HEC")
+        await until(lambda: sink_status(service, "splunk").delivered == 60, what="all 60 acknowledged")
         await service.runners[0].refresh_lag()
         assert sink_status(service, "splunk").lag == 0
     assert [item["event"]["id"] for item in hec.events] == [e.id for e in events]
