@@ -97,7 +97,7 @@ class AlertFollower:
         info = await self.js.stream_info(subjects.EVENTS_STREAM)
         self._replay_until = info.state.last_seq
         await self._follow_events(1)
-        if self._replay_until == 0:
+        if self._replay_until == 0 or info.state.messages == 0:
             await self._replayed()
         self._tasks = [
             asyncio.create_task(self._publish_loop(), name="alerts-publish"),
@@ -135,7 +135,9 @@ class AlertFollower:
         self.applied_seq = seq
         if event is not None:
             self.engine.on_event(seq, msg.metadata.timestamp, event)
-        if not self.ready.is_set() and seq >= self._replay_until:
+        # caught up with the stream as it was at start (or with everything, should its
+        # last event have been deleted since)
+        if not self.ready.is_set() and (seq >= self._replay_until or msg.metadata.num_pending == 0):
             await self._replayed()
         self._wake.set()
 
