@@ -21,11 +21,12 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 up: $(VENV)/.installed-run
 	exec $(BIN)/aoc up
 
-## Lint, then every test against a real nats-server (and the dashboard in Debian's Chromium). pytest's exit 5 (no tests) fails loudly.
+## Lint, then every test against a real nats-server (the dashboard in Debian's Chromium, syslog sinks against Debian's rsyslog). pytest's exit 5 (no tests) fails loudly.
 test: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	scripts/ensure-chromium.sh
+	scripts/ensure-rsyslog.sh
 	@$(BIN)/python -m pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: the suite is missing" >&2; fi; \
 	exit $$rc
@@ -45,6 +46,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/factory.py
 	$(BIN)/python bench/soc.py
 	$(BIN)/python bench/ops.py
+	$(BIN)/python bench/siem.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -184,6 +184,25 @@ class Settings(BaseSettings):
         "control commands on aoc.ctl.<system>.<verb>.<user>.",
     )
 
+    # --- SIEM export and control-plane alerts (docs/siem.md) ----------------------------
+    siem_sinks: str | None = Field(
+        None,
+        description='SIEM sinks, a JSON list of {"name", "kind" (syslog, hec or webhook), "url", ...}; '
+        "read by the SIEM service (docs/siem.md).",
+    )
+    siem_allowed_hosts: CommaList = Field(
+        default_factory=list,
+        description="Host names (or *.suffix) a SIEM sink URL may name (comma-separated); empty = none.",
+    )
+    siem_allowed_networks: CommaList = Field(
+        default_factory=list,
+        description="Networks (CIDRs) a SIEM sink may reach although private, loopback or link-local "
+        "(an on-premises SIEM); empty = public addresses only.",
+    )
+    siem_rules_file: Path | None = Field(
+        None, description="Alert rules (YAML); default: the built-in rules of services/siem/rules.yaml."
+    )
+
     @field_validator("nats_sync_interval")
     @classmethod
     def _sync_interval(cls, value: str) -> str:
@@ -213,7 +232,15 @@ class Settings(BaseSettings):
                 raise ValueError(f"{domain!r} is not a host name (a leading '.' allows its subdomains)")
         return [domain.lower() for domain in domains]
 
-    @field_validator("cors_origins", "metrics_allow", "nats_operators", "llm_allowed_domains", mode="before")
+    @field_validator(
+        "cors_origins",
+        "metrics_allow",
+        "nats_operators",
+        "llm_allowed_domains",
+        "siem_allowed_hosts",
+        "siem_allowed_networks",
+        mode="before",
+    )
     @classmethod
     def _comma_list(cls, value: object) -> object:
         if isinstance(value, str):
@@ -231,7 +258,7 @@ class Settings(BaseSettings):
                 raise ValueError(f"{origin!r} is not an origin like https://ops.example.com ('*' is refused)")
         return origins
 
-    @field_validator("metrics_allow")
+    @field_validator("metrics_allow", "siem_allowed_networks")
     @classmethod
     def _networks(cls, networks: list[str]) -> list[str]:
         for network in networks:

@@ -30,8 +30,9 @@ COMPOSE = yaml.safe_load((ROOT / "compose.yaml").read_text())
 SERVICES: dict[str, dict] = COMPOSE["services"]
 NATS_CLIENT_PORT = 4222  # nats-server's default; the compose command must not move it
 PROBE = ["CMD", "python", "-m", "services.runtime.healthcheck"]
-# the Python services: every engine by slug, and the gateway
-ENTRY_POINTS = {slug: f"services.{info.module}" for slug, info in SYSTEMS.items()} | {"gateway": "gateway"}
+# the Python services: every engine by slug, the gateway, and the SIEM service (not an engine)
+PROBED = {slug: f"services.{info.module}" for slug, info in SYSTEMS.items()} | {"gateway": "gateway"}
+ENTRY_POINTS = PROBED | {"siem": "services.siem"}
 
 
 def env_of(service: dict) -> dict[str, str]:
@@ -133,10 +134,15 @@ def test_every_service_has_a_healthcheck_and_a_restart_policy(name: str) -> None
     assert service.get("healthcheck", {}).get("test"), f"{name} has no health check"
 
 
-@pytest.mark.parametrize("name", list(ENTRY_POINTS))
+@pytest.mark.parametrize("name", list(PROBED))
 def test_python_services_probe_themselves_with_the_healthcheck_module(name: str) -> None:
     assert SERVICES[name]["healthcheck"]["test"] == [*PROBE, name]
     assert healthcheck.parse_args([name]) == name  # the CLI accepts it (no network)
+
+
+def test_siem_service_probes_itself() -> None:
+    # its own probe: a fresh status in KV (tests/siem/test_service.py runs it for real)
+    assert SERVICES["siem"]["healthcheck"]["test"] == ["CMD", "python", "-m", "services.siem", "--health"]
 
 
 def test_healthcheck_cli_refuses_unknown_targets() -> None:

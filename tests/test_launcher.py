@@ -144,7 +144,7 @@ def test_up_with_nats_url_starts_no_server(tmp_path: Path, nats_server: NatsServ
             lambda: "AOC is up" in (tmp_path / "up.out").read_text(), START_TIMEOUT_S, "the dashboard URL"
         )
         names = [p.name() for p in psutil.Process(launcher.pid).children()]
-        assert len(names) == len(SYSTEMS) + 1  # engines and the gateway
+        assert len(names) == len(SYSTEMS) + 2  # engines, the gateway and the SIEM service
         assert not any("nats-server" in name for name in names)
         assert f"using NATS at {nats_server.url}" in (tmp_path / "up.err").read_text()
 

@@ -4,9 +4,11 @@ ControlClient (commands) and the projection views (reads)."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import re
 import time
+from collections import Counter
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -17,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sse_starlette.sse import EventSourceResponse
 
 from contracts.events import EntryAnnotated, Summary, new_event, utcnow
+from contracts.siem import KillSwitchEngaged
 from gateway import views
 from gateway.control import HTTP_STATUS
 from gateway.deps import Actor, CommandId, CorrelationId, Gateway
@@ -71,6 +74,8 @@ async def _command_all(
     results = await gw.control.send_all(
         verb, actor=actor, reason=body.reason, correlation_id=correlation_id, origin=origin
     )
+    if verb == "stop":
+        await _kill_switch_engaged(gw, actor, body.reason, correlation_id, results)
     if verb in SETTLED:
         for system, result in results.items():
             if result.get("ok"):
@@ -83,6 +88,41 @@ async def _command_all(
         "failed": sum(not result.get("ok") for result in results.values()),
         "results": results,
     }
+
+
+async def _kill_switch_engaged(
+    gw: Gateway, actor: str, reason: str, correlation_id: str, results: dict[str, dict[str, Any]]
+) -> None:
+    """One event per use of the kill switch (the engines record each stop themselves).
+    Its id comes from the request's correlation id, so a retried request (same
+    X-Request-ID) is stored once (Nats-Msg-Id)."""
+    systems = {
+        system: "accepted" if result.get("ok") else str(result.get("error") or "failed")[:64]
+        for system, result in results.items()
+    }
+    outcomes = dict(Counter(systems.values()))
+    succeeded = sum(bool(result.get("ok")) for result in results.values())
+    payload = KillSwitchEngaged(
+        reason=reason,
+        succeeded=succeeded,
+        failed=len(results) - succeeded,
+        outcomes=outcomes,
+        systems=systems,
+    )
+    event = new_event(
+        system="gateway",
+        payload=payload,
+        summary=Summary(
+            action="kill_switch_engaged",
+            detail=f"emergency stop of all systems: {succeeded}/{len(results)} stopped"[:500],
+            result="success" if succeeded == len(results) else "failed",
+        ),
+        source="gateway",
+        actor=actor,
+        correlation_id=correlation_id,
+        event_id=hashlib.sha256(f"kill_switch_engaged|{correlation_id}".encode()).hexdigest()[:32],
+    )
+    await gw.publisher.publish(event)
 
 
 @router.get("/dashboard")

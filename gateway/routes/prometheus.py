@@ -7,7 +7,9 @@ heartbeats) except the stream state (one cached JetStream call):
 - commands by system, verb and outcome, and events by system and type, counted from
   the projection as it grows (from the start of the retained stream, per gateway life);
 - the stream and the projection: last sequence, applied sequence, lag, bytes;
-- HTTP: latency histogram by method, route template and status; refusals by reason.
+- HTTP: latency histogram by method, route template and status; refusals by reason;
+- SIEM: per-sink lag, deliveries, failures, last delivery and health; open alerts by rule
+  (gateway/routes/siem.py, from the SIEM service's status and the sinks' consumers).
 
 Every gateway app has its own registry (tests build many apps in one process).
 deploy/grafana-dashboard.json charts these series.
@@ -33,6 +35,7 @@ from contracts.systems import SYSTEMS
 from gateway import views
 from gateway.deps import Gateway
 from gateway.projections import ActivityRow
+from gateway.routes import siem
 from gateway.state import GatewayState
 
 router = APIRouter(include_in_schema=False)
@@ -182,4 +185,5 @@ async def metrics(request: Request, gw: Gateway) -> Response:
         raise HTTPException(403, "this client may not scrape /metrics (AOC_METRICS_ALLOW)")
     collector: BusCollector = request.app.state.bus_collector
     collector.stream = await gw.stream_state()
+    await siem.refresh_metrics(request.app, gw)  # the SIEM sinks and alerts (gateway/routes/siem.py)
     return Response(generate_latest(request.app.state.metrics_registry), media_type=CONTENT_TYPE_LATEST)

@@ -47,10 +47,10 @@ from services.advisory.config import (
 )
 from services.advisory.fetch import FeedFetcher, FetchFailed, pinned_client
 from services.advisory.parsers import FeedParseError, parse_feed
-from services.advisory.ssrf import AddressPolicy, FetchRefused, Resolver, UrlGuard, system_resolver
 from services.advisory.store import AdvisoryStore
 from services.advisory.synthesis import Change, Inventory, synthesize
 from services.runtime import CycleOutcome, Engine, Loop
+from services.shared.egress import AddressPolicy, FetchRefused, Resolver, UrlGuard, system_resolver
 
 log = structlog.get_logger()
 

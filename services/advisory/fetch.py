@@ -23,7 +23,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 
 from contracts.advisory import FeedState
 from services.advisory.config import AdvisorySettings, FeedConfig
-from services.advisory.ssrf import FetchRefused, Target, UrlGuard
+from services.shared.egress import FetchRefused, Target, UrlGuard
 
 REDIRECTS = {301, 302, 303, 307, 308}
 

@@ -14,6 +14,10 @@ Who may do what on the bus (docs/security.md has the table for operators):
 - each human operator user ``<user>`` sends control commands only on
   ``aoc.ctl.<system>.<verb>.<user>``: the server refuses any other last token, so an
   engine can trust that token as the NATS user who sent the command;
+- ``siem`` (the SIEM service, not an engine) reads every stream, keeps its own durable
+  consumers on ``AOC_EVENTS`` (create, info, pull, ack; never delete), publishes only
+  ``aoc.evt.siem.>`` (its alerts) and writes only its status bucket ``aoc_siem``. It
+  sends no control command and answers none;
 - ``admin`` is for break-glass JetStream maintenance (edit a stream, delete a message):
   everything except sending control commands or forging events and heartbeats;
 - nobody connects without a user.
@@ -41,6 +45,7 @@ from dataclasses import dataclass, field
 
 import contracts
 from contracts import subjects
+from contracts.siem import SIEM
 from contracts.systems import SYSTEMS
 from services.runtime.bus import inbox_prefix
 
@@ -78,6 +83,7 @@ def _area_of(value: str) -> str | None:
 
 def contract_catalog() -> Catalog:
     owners = {info.module: slug for slug, info in SYSTEMS.items()}
+    owners[SIEM] = SIEM  # contracts/siem.py's bucket belongs to the SIEM service
     streams: set[str] = set()
     buckets: dict[str, str | None] = {}
     areas: set[str] = set()
@@ -216,6 +222,19 @@ def gateway_permissions(catalog: Catalog) -> Permissions:
     )
 
 
+def siem_permissions(catalog: Catalog) -> Permissions:
+    """Least privilege for the SIEM service: read the streams, work its own durable
+    consumers, publish its own alert events, write its own status bucket."""
+    return Permissions(
+        publish=[
+            subjects.evt(SIEM, ">"),
+            *_bucket_writer(catalog.buckets_of(SIEM)),
+            *_jetstream_reader(catalog),
+        ],
+        subscribe=[f"{inbox_prefix(SIEM)}.>", *_readers()],
+    )
+
+
 def operator_permissions(user: str, catalog: Catalog) -> Permissions:
     srv_publish, _ = _discovery(None)
     return Permissions(
@@ -241,11 +260,12 @@ def admin_permissions() -> Permissions:
 
 def all_permissions(operators: list[str], catalog: Catalog | None = None) -> dict[str, Permissions]:
     catalog = catalog or contract_catalog()
-    clashes = {*SYSTEMS, GATEWAY, ADMIN}.intersection(operators)
+    clashes = {*SYSTEMS, GATEWAY, SIEM, ADMIN}.intersection(operators)
     if clashes:
         raise ValueError(f"operator user names clash with service users: {sorted(clashes)}")
     table = {slug: engine_permissions(slug, catalog) for slug in SYSTEMS}
     table[GATEWAY] = gateway_permissions(catalog)
+    table[SIEM] = siem_permissions(catalog)
     table.update({user: operator_permissions(user, catalog) for user in operators})
     table[ADMIN] = admin_permissions()
     return table

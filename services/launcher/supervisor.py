@@ -247,6 +247,8 @@ def child_specs(settings: Settings) -> list[ChildSpec]:
         for slug, info in SYSTEMS.items()
     ]
     specs.append(ChildSpec("gateway", [sys.executable, "-m", "gateway"], env, logs / "gateway.log"))
+    # not an engine: SIEM export and control-plane alerts (docs/siem.md)
+    specs.append(ChildSpec("siem", [sys.executable, "-m", "services.siem"], env, logs / "siem.log"))
     return specs
 
 

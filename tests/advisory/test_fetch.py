@@ -12,7 +12,7 @@ from contracts.events import utcnow
 from services.advisory import feedstate
 from services.advisory.config import FeedConfig
 from services.advisory.fetch import FeedFetcher, FetchFailed, TransientFetchError, pinned_client
-from services.advisory.ssrf import AddressPolicy, FetchRefused, UrlGuard
+from services.shared.egress import AddressPolicy, FetchRefused, UrlGuard
 from tests.advisory.conftest import Route, config_for, http_date, sample
 
 

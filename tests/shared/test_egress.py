@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from services.advisory.ssrf import AddressPolicy, FetchRefused, UrlGuard, host_allowed
+from services.shared.egress import AddressPolicy, FetchRefused, UrlGuard, host_allowed
 
 FORBIDDEN = [
     ("127.0.0.1", "loopback"),

@@ -1,6 +1,8 @@
-"""Where advisory-refresh may fetch from: a host allowlist plus an address policy.
+"""Where a service may connect to: a host allowlist plus an address policy (the SSRF
+and egress guard). advisory-refresh fetches feeds through it; the SIEM service sends
+events to its sinks through it. No engine owns it.
 
-A feed URL comes from configuration, and every redirect from a remote server, so both
+A URL comes from configuration, and every redirect from a remote server, so both
 are checked the same way before any connection:
 
 1. the scheme is https (http only when explicitly allowed);
@@ -11,11 +13,14 @@ are checked the same way before any connection:
    IPv4-compatible IPv6, NAT64 (64:ff9b::/96, 64:ff9b:1::/48), 6to4 or Teredo (they
    embed IPv4 addresses that could be private).
 
-The fetcher then connects to the address that was checked (not to a second lookup), so
-a DNS answer cannot change between the check and the connection.
+The caller then connects to the address that was checked (not to a second lookup), so
+a DNS answer cannot change between the check and the connection (DNS rebinding).
+``UrlGuard.check`` does this for http(s) URLs; ``UrlGuard.endpoint`` checks a bare
+host and port for other protocols (syslog over TCP, TLS or UDP).
 
-``AddressPolicy.allowed_networks`` lets tests (and lab mirrors) through for named
-networks; it is empty unless configured (AOC_ADVISORY_SSRF_ALLOW_NETWORKS).
+``AddressPolicy.allowed_networks`` lets tests (and lab mirrors, an on-premises SIEM)
+through for named networks; it is empty unless configured
+(AOC_ADVISORY_SSRF_ALLOW_NETWORKS, AOC_SIEM_ALLOWED_NETWORKS).
 """
 
 from __future__ import annotations
@@ -68,8 +73,11 @@ FORBIDDEN_NETWORKS: list[tuple[Network, str]] = [
 ]
 
 
-class FetchRefused(Exception):
-    """The URL may not be fetched; the message says why. Never retried."""
+class EgressRefused(Exception):
+    """The destination may not be contacted; the message says why. Never retried."""
+
+
+FetchRefused = EgressRefused  # the advisory engine's name for it
 
 
 @dataclass(frozen=True)
@@ -138,25 +146,33 @@ class UrlGuard:
         if parts.username or parts.password:
             raise FetchRefused(f"{url}: credentials in the URL are not allowed")
         host = (parts.hostname or "").lower()
-        if not host:
-            raise FetchRefused(f"{url}: no host")
-        if not host_allowed(host, self.allowed_hosts):
-            raise FetchRefused(f"{url}: host {host} is not on the allowlist")
         try:
             port = parts.port or (443 if scheme == "https" else 80)
         except ValueError:
             raise FetchRefused(f"{url}: invalid port") from None
+        address = await self.endpoint(host, port, label=url)
+        path = parts.path or "/"
+        if parts.query:
+            path += f"?{parts.query}"
+        return Target(url=url, scheme=scheme, host=host, port=port, address=address, path=path)
+
+    async def endpoint(self, host: str, port: int, *, label: str | None = None) -> str:
+        """The one address to connect to for ``host``: on the allowlist, resolved once,
+        and every address it resolves to allowed by the policy. Raises EgressRefused."""
+        label = label or f"{host}:{port}"
+        host = host.lower()
+        if not host:
+            raise EgressRefused(f"{label}: no host")
+        if not host_allowed(host, self.allowed_hosts):
+            raise EgressRefused(f"{label}: host {host} is not on the allowlist")
         addresses = await self._addresses(host, port)
         for text in addresses:
             address = ipaddress.ip_address(text.split("%", 1)[0])
             reason = self.policy.refusal(address)
             if reason:
                 # one bad answer spoils the name: the connection could land on any of them
-                raise FetchRefused(f"{url}: {host} resolves to {address}, which is {reason}")
-        path = parts.path or "/"
-        if parts.query:
-            path += f"?{parts.query}"
-        return Target(url=url, scheme=scheme, host=host, port=port, address=addresses[0], path=path)
+                raise EgressRefused(f"{label}: {host} resolves to {address}, which is {reason}")
+        return addresses[0]
 
     async def _addresses(self, host: str, port: int) -> list[str]:
         try:

@@ -1,0 +1,384 @@
+"""The SIEM service: what leaves AOC for the SOC's own tools.
+
+It is not one of the seven engines (it has no lifecycle commands and no card on the
+dashboard); ``aoc up`` supervises it beside them and compose runs it as one more
+container. It does two independent things, so a bad sink never silences alerting and a
+bad rules file never stops the export:
+
+1. **SIEM export.** Every sink of ``AOC_SIEM_SINKS`` is a durable consumer over
+   ``AOC_EVENTS`` delivered in order, at least once, through the egress guard
+   (services/siem/delivery.py, transports.py, formats.py).
+2. **Control-plane alerts.** The rules file (services/siem/rules.yaml by default) is
+   evaluated over the whole stream, replayed at start so a restart fires nothing twice,
+   and over the heartbeats for liveness (services/siem/alerts.py). Firings are
+   ``alert_fired`` / ``alert_resolved`` events on ``AOC_EVENTS``: the sinks carry them
+   like any other event.
+
+Every ``STATUS_INTERVAL_S`` it writes its status (sinks, rules, open alerts) to the KV
+bucket ``aoc_siem``; the gateway reads it for the dashboard, the API and /metrics, and
+says "down" when it grows old.
+
+Run one instance: two would deliver each batch twice and race on the alerts. Scale-out
+single-activity comes with the lease every engine will get (docs/siem.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from datetime import UTC, datetime
+
+import msgspec
+import structlog
+from nats.aio.client import Client
+from nats.js.api import ConsumerConfig, DeliverPolicy
+
+from contracts import subjects
+from contracts.events import Envelope, envelope_decoder
+from contracts.settings import Settings, get_settings
+from contracts.siem import (
+    SIEM,
+    SIEM_STATUS_BUCKET,
+    STATUS_INTERVAL_S,
+    STATUS_KEY,
+    STATUS_STALE_S,
+    RuleInfo,
+    SiemStatus,
+    SinkConfig,
+    SinkConfigError,
+    ensure_status_bucket,
+    parse_sinks,
+    status_decoder,
+)
+from contracts.streams import ensure_all
+from services.runtime.bus import EventPublisher, connect, connect_options
+from services.runtime.logs import configure_logging
+from services.shared.egress import AddressPolicy, Resolver, UrlGuard, system_resolver
+from services.siem.alerts import AlertEngine
+from services.siem.delivery import SinkRunner
+from services.siem.rules import RulesError, load_rules
+from services.siem.transports import transport_for
+
+log = structlog.get_logger()
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def egress_guard(settings: Settings, resolver: Resolver = system_resolver) -> UrlGuard:
+    return UrlGuard(
+        allowed_hosts=frozenset(settings.siem_allowed_hosts),
+        policy=AddressPolicy.from_strings(settings.siem_allowed_networks),
+        resolver=resolver,
+    )
+
+
+class AlertFollower:
+    """Feeds the alert engine: the whole event stream (replay, then live) and the last
+    heartbeat of every engine (then live); publishes what it derives, in order."""
+
+    def __init__(self, nc: Client, engine: AlertEngine, publisher: EventPublisher) -> None:
+        self.nc = nc
+        self.js = nc.jetstream()
+        self.engine = engine
+        self.publisher = publisher
+        self.applied_seq = 0
+        self.ready = asyncio.Event()
+        self._replay_until = 0
+        self._wake = asyncio.Event()
+        self._subs: list = []
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        info = await self.js.stream_info(subjects.EVENTS_STREAM)
+        self._replay_until = info.state.last_seq
+        await self._follow_events(1)
+        if self._replay_until == 0 or info.state.messages == 0:
+            await self._replayed()
+        self._tasks = [
+            asyncio.create_task(self._publish_loop(), name="alerts-publish"),
+            asyncio.create_task(self._tick_loop(), name="alerts-tick"),
+            asyncio.create_task(self._follow_reconnects(), name="alerts-reconnect"),
+        ]
+
+    async def _follow_events(self, start_seq: int) -> None:
+        sub = await self.js.subscribe(
+            subjects.EVENTS_SUBJECTS,
+            ordered_consumer=True,
+            cb=self._on_event,
+            config=ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start_seq),
+        )
+        self._subs.append(sub)
+
+    async def _follow_heartbeats(self) -> None:
+        sub = await self.js.subscribe(
+            subjects.HEARTBEATS_SUBJECTS,
+            ordered_consumer=True,
+            cb=self._on_heartbeat,
+            config=ConsumerConfig(deliver_policy=DeliverPolicy.LAST_PER_SUBJECT),
+        )
+        self._subs.append(sub)
+
+    async def _on_event(self, msg) -> None:
+        seq = msg.metadata.sequence.stream
+        if seq <= self.applied_seq:
+            return  # a resubscription overlapping what was applied
+        try:
+            event: Envelope = envelope_decoder.decode(msg.data)
+        except msgspec.DecodeError:
+            log.warning("alerts.undecodable_event", seq=seq)
+            event = None  # type: ignore[assignment]
+        self.applied_seq = seq
+        if event is not None:
+            self.engine.on_event(seq, msg.metadata.timestamp, event)
+        # caught up with the stream as it was at start (or with everything, should its
+        # last event have been deleted since)
+        if not self.ready.is_set() and (seq >= self._replay_until or msg.metadata.num_pending == 0):
+            await self._replayed()
+        self._wake.set()
+
+    async def _replayed(self) -> None:
+        # liveness after the replay: open unreachable alerts are judged against the last
+        # heartbeats, and the clock is now
+        self.ready.set()
+        await self._follow_heartbeats()
+        self.engine.finish_replay(utcnow())
+        log.info("alerts.replayed", applied_seq=self.applied_seq, open=len(self.engine.open))
+        self._wake.set()
+
+    async def _on_heartbeat(self, msg) -> None:
+        system = msg.subject.removeprefix(f"{subjects.HB_PREFIX}.")
+        self.engine.on_heartbeat(system, msg.metadata.timestamp)
+        self._wake.set()
+
+    async def _publish_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            for envelope in self.engine.take_outbox():
+                try:
+                    await self.publisher.publish(envelope)
+                    log.info(
+                        "alerts.published",
+                        type=envelope.type,
+                        id=envelope.id,
+                        summary=envelope.summary.detail,
+                    )
+                except Exception as exc:  # the id is stable: the next start publishes it
+                    log.error("alerts.publish_failed", id=envelope.id, error=type(exc).__name__)
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            if self.ready.is_set():
+                self.engine.tick(utcnow())
+                self._wake.set()
+
+    async def _follow_reconnects(self) -> None:
+        # a restarted nats-server forgets ordered consumers; follow again from where we are
+        seen = self.nc.stats["reconnects"]
+        while True:
+            await asyncio.sleep(0.5)
+            if self.nc.stats["reconnects"] == seen or not self.nc.is_connected:
+                continue
+            seen = self.nc.stats["reconnects"]
+            try:
+                await self._unsubscribe()
+                await self._follow_events(self.applied_seq + 1)
+                if self.ready.is_set():
+                    await self._follow_heartbeats()
+            except Exception:
+                log.exception("alerts.resubscribe_failed")
+                seen -= 1
+
+    async def _unsubscribe(self) -> None:
+        subs, self._subs = self._subs, []
+        for sub in subs:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._unsubscribe()
+
+
+class SiemService:
+    def __init__(self, settings: Settings, *, resolver: Resolver = system_resolver) -> None:
+        self.settings = settings
+        self.resolver = resolver
+        self.boot_id = msgspec.json.encode(utcnow().timestamp()).decode()
+        self.started = utcnow()
+        self.sinks_error = ""
+        self.rules_error = ""
+        self.rules_file = ""
+        self.runners: list[SinkRunner] = []
+        self.engine = AlertEngine([])
+        self.follower: AlertFollower | None = None
+        self._status_task: asyncio.Task[None] | None = None
+
+    def load(self) -> tuple[list[SinkConfig], list]:
+        sinks: list[SinkConfig] = []
+        rules: list = []
+        try:
+            sinks = parse_sinks(self.settings.siem_sinks)
+        except SinkConfigError as exc:
+            self.sinks_error = str(exc)[:2000]
+            log.error("siem.sinks_invalid", error=self.sinks_error)
+        try:
+            rules_file, path = load_rules(self.settings.siem_rules_file)
+            rules = list(rules_file.rules)
+            self.rules_file = str(path)
+        except RulesError as exc:
+            self.rules_error = str(exc)[:2000]
+            self.rules_file = str(self.settings.siem_rules_file or "")
+            log.error("siem.rules_invalid", error=self.rules_error)
+        return sinks, rules
+
+    async def open(self, nc: Client | None = None) -> None:
+        sinks, rules = self.load()
+        self.nc = nc or await connect(self.settings, name=f"aoc-{SIEM}")
+        self.js = self.nc.jetstream()
+        await ensure_all(self.js, self.settings)
+        self.kv = await ensure_status_bucket(self.js, self.settings)
+        self.publisher = EventPublisher(self.js, deadline=self.settings.publish_deadline)
+        guard = egress_guard(self.settings, self.resolver)
+        self.runners = [SinkRunner(self.js, sink, transport_for(sink, guard)) for sink in sinks]
+        for runner in self.runners:
+            runner.start()
+        self.engine = AlertEngine(rules)
+        self.follower = AlertFollower(self.nc, self.engine, self.publisher)
+        await self.follower.start()
+        await self.write_status()
+        self._status_task = asyncio.create_task(self._status_loop(), name="siem-status")
+        log.info(
+            "siem.started",
+            sinks=[runner.config.name for runner in self.runners],
+            rules=[rule.name for rule in rules],
+        )
+
+    def status(self) -> SiemStatus:
+        return SiemStatus(
+            boot_id=self.boot_id,
+            started=self.started,
+            updated=utcnow(),
+            sinks_error=self.sinks_error,
+            rules_error=self.rules_error,
+            rules_file=self.rules_file,
+            rules_ready=self.follower is not None and self.follower.ready.is_set(),
+            sinks=[runner.status for runner in self.runners],
+            rules=[RuleInfo(**msgspec.structs.asdict(info)) for info in self.engine.info.values()],
+            open_alerts=self.engine.open_alerts(),
+            recent_alerts=list(self.engine.recent),
+        )
+
+    async def write_status(self) -> None:
+        await asyncio.gather(*(runner.refresh_lag() for runner in self.runners))
+        try:
+            await self.kv.put(STATUS_KEY, msgspec.json.encode(self.status()))
+        except Exception as exc:  # the next tick tries again
+            log.warning("siem.status_not_written", error=type(exc).__name__)
+
+    async def _status_loop(self) -> None:
+        while True:
+            await asyncio.sleep(STATUS_INTERVAL_S)
+            await self.write_status()
+
+    async def close(self) -> None:
+        if self._status_task is not None:
+            self._status_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._status_task
+        await asyncio.gather(*(runner.stop() for runner in self.runners), return_exceptions=True)
+        if self.follower is not None:
+            await self.follower.stop()
+            # what the engine derived in its last moments goes out before we leave
+            for envelope in self.engine.take_outbox():
+                with contextlib.suppress(Exception):
+                    await self.publisher.publish(envelope)
+        with contextlib.suppress(Exception):
+            await self.write_status()
+        with contextlib.suppress(Exception):
+            await self.nc.drain()
+
+
+def check(settings: Settings) -> int:
+    """``python -m services.siem --check``: validate the sinks and rules, print problems."""
+    ok = True
+    try:
+        sinks = parse_sinks(settings.siem_sinks)
+        print(f"AOC_SIEM_SINKS: {len(sinks)} sink(s): " + ", ".join(f"{s.name} ({s.kind})" for s in sinks))
+    except SinkConfigError as exc:
+        ok = False
+        print(f"AOC_SIEM_SINKS: {exc}", file=sys.stderr)
+    try:
+        rules, path = load_rules(settings.siem_rules_file)
+        print(f"{path}: {len(rules.rules)} rule(s): " + ", ".join(rule.name for rule in rules.rules))
+    except RulesError as exc:
+        ok = False
+        print(str(exc), file=sys.stderr)
+    return 0 if ok else 1
+
+
+async def health(settings: Settings) -> None:
+    """Healthy = the service rewrote its status within STATUS_STALE_S (it is alive and on
+    the bus). Raises with the reason otherwise."""
+    import nats
+
+    nc = await nats.connect(
+        **connect_options(settings, SIEM), name="healthcheck-siem", connect_timeout=2.0, allow_reconnect=False
+    )
+    try:
+        kv = await nc.jetstream().key_value(SIEM_STATUS_BUCKET)
+        entry = await kv.get(STATUS_KEY)
+        status = status_decoder.decode(entry.value or b"")
+        age = (utcnow() - status.updated).total_seconds()
+        if age > STATUS_STALE_S:
+            raise RuntimeError(f"last status {age:.0f} s ago (more than {STATUS_STALE_S:g} s)")
+    finally:
+        await nc.close()
+
+
+async def serve(settings: Settings) -> None:
+    service = SiemService(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await service.open()
+    await stop.wait()
+    log.info("siem.exiting")
+    await service.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m services.siem", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--check", action="store_true", help="validate AOC_SIEM_SINKS and the rules file, then exit"
+    )
+    parser.add_argument(
+        "--health", action="store_true", help="container probe: exit 0 when the service is alive"
+    )
+    args = parser.parse_args(argv)
+    settings = get_settings()
+    if args.check:
+        return check(settings)
+    if args.health:
+        try:
+            asyncio.run(asyncio.wait_for(health(settings), 5.0))
+        except Exception as exc:
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            print(f"unhealthy: siem: {type(exc).__name__}: {reason}", file=sys.stderr)
+            return 1
+        return 0
+    configure_logging(SIEM)
+    asyncio.run(serve(settings))
+    return 0
+
+
+__all__ = ["SiemService", "egress_guard", "main"]
