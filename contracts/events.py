@@ -94,6 +94,10 @@ class CommandHandled(msgspec.Struct, kw_only=True):
     message: str
     reason: str = ""
     subject: str = ""
+    # this record also stands for `repeats` more refused commands of the same sender in
+    # one window (services.runtime.refusals): counting rules count 1 + repeats
+    repeats: int = 0
+    body_sha256: str = ""  # digest of a refused body too malformed to decode (never the body)
 
 
 class ActivityRecorded(msgspec.Struct, kw_only=True):

@@ -12,6 +12,7 @@ import msgspec
 import structlog
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.errors import SlowConsumerError
 
 from contracts import subjects
 from contracts.commands import CommandError, CommandReply, decode_command
@@ -21,11 +22,16 @@ from contracts.streams import ensure_all
 from contracts.systems import ALL, SYSTEMS
 from gateway.control import ControlClient, UnknownSystem
 from gateway.projections import Projection, ProjectionFeed
-from services.runtime.bus import EventPublisher, connect
+from services.runtime.bus import EventPublisher, barrier, connect
+from services.runtime.drops import DropCounter
 
 log = structlog.get_logger()
 
 REPLAY_WAIT = 120.0  # how long start-up waits for the replay before serving a partial view
+# The unknown-system guard sees every control message (it subscribes aoc.ctl.*.*[.*]):
+# explicit limits, so what it cannot keep up with is dropped, counted and answered
+GUARD_PENDING_MSGS = 65_536
+GUARD_PENDING_BYTES = 32 * 1024 * 1024
 
 
 class GatewayState:
@@ -38,9 +44,11 @@ class GatewayState:
         self._subs: list[Any] = []
         # per-area state that route modules attach in their on_startup hook
         self.areas: dict[str, Any] = {}
+        self.drops = DropCounter()
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     async def open(self, nc: Client | None = None) -> None:
-        self.nc = nc or await connect(self.settings, name="aoc-gateway")
+        self.nc = nc or await connect(self.settings, name="aoc-gateway", on_slow_consumer=self.on_dropped)
         self.js = self.nc.jetstream()
         await ensure_all(self.js, self.settings)
         self.publisher = EventPublisher(self.js, deadline=self.settings.publish_deadline)
@@ -48,9 +56,17 @@ class GatewayState:
         self.feed = ProjectionFeed(self.nc, self.projection)
         await self.feed.start()
         for wildcard in (subjects.ctl_wildcard("*"), subjects.ctl_user_wildcard("*")):
-            self._subs.append(await self.nc.subscribe(wildcard, cb=self._guard_unknown))
+            self._subs.append(
+                await self.nc.subscribe(
+                    wildcard,
+                    cb=self._guard_unknown,
+                    pending_msgs_limit=GUARD_PENDING_MSGS,
+                    pending_bytes_limit=GUARD_PENDING_BYTES,
+                )
+            )
         self._subs.append(await self.nc.subscribe(subjects.GATEWAY_HEALTH, cb=self._answer_health))
         self._watchdog = asyncio.create_task(self._resubscribe_after_reconnect())
+        await barrier(self.nc)  # the guard subscriptions are in before anyone relies on them
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.feed.replayed.wait(), REPLAY_WAIT)
         log.info("gateway.ready", applied_seq=self.projection.applied_seq, rows=len(self.projection.rows))
@@ -75,6 +91,7 @@ class GatewayState:
 
     async def close(self) -> None:
         self._watchdog.cancel()
+        await self.control.close()
         await self.feed.stop()
         for sub in self._subs:
             with contextlib.suppress(Exception):
@@ -109,6 +126,48 @@ class GatewayState:
                 error="unknown_system",
             )
             await msg.respond(encode(reply))
+
+    async def on_dropped(self, exc: SlowConsumerError) -> None:
+        """A message one of our subscriptions dropped (slow consumer): counted, logged
+        (rate-limited), and a dropped control request to an unknown system still gets an
+        error reply and a (folded) audit record. Runs in the client's read loop: nothing
+        here waits on the server."""
+        subscription = getattr(exc.sub, "subject", "") or "?"
+        covered = self.drops.note(subscription, exc.subject, time.monotonic())
+        if covered:
+            log.warning(
+                "nats.slow_consumer",
+                subscription=subscription,
+                dropped=covered,
+                dropped_total=self.drops.total,
+                subject=exc.subject[:200],
+            )
+        parsed = subjects.parse_ctl(exc.subject)
+        if parsed is None or parsed[0] == ALL or parsed[0] in SYSTEMS:
+            return  # the engines answer and audit these themselves
+        system, verb = parsed
+        user = exc.subject.split(".")[4] if exc.subject.count(".") == 4 else None
+        actor = f"nats:{user}" if user else "nats:anonymous"
+        if exc.reply:
+            reply = CommandReply(
+                ok=False,
+                system=system[:64],
+                verb=verb[:64],
+                message="the gateway was overloaded and dropped this command unread; it changed nothing",
+                status="rejected",
+                error="overloaded",
+            )
+            self._spawn(self.nc.publish(exc.reply, encode(reply)))
+        self._spawn(
+            self.control.audit_unknown(
+                system, verb, actor=actor, reason="", origin="nats", note="dropped unread: gateway overloaded"
+            )
+        )
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _answer_health(self, msg: Msg) -> None:
         if msg.reply:
@@ -158,7 +217,11 @@ class GatewayState:
         ok = view["nats_connected"] and view["replayed"]
         return {
             "status": "ok" if ok else "degraded",
-            "nats": {"connected": view["nats_connected"], "url": self.settings.effective_nats_url},
+            "nats": {
+                "connected": view["nats_connected"],
+                "url": self.settings.effective_nats_url,
+                **self.drops.as_dict(),
+            },
             "stream": {"name": subjects.EVENTS_STREAM, "last_seq": view["stream_last_seq"]},
             "projection": {
                 "applied_seq": view["applied_seq"],

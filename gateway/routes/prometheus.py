@@ -123,6 +123,16 @@ class BusCollector(Collector):
         )
         yield _gauge("aoc_nats_connected", "1 while the gateway is connected to NATS", gw.nc.is_connected)
         yield _gauge("aoc_sse_clients", "Open dashboard event streams", gw.live_connections)
+        drops = CounterMetricFamily(
+            "aoc_nats_slow_consumer_drops",
+            "Messages the gateway's subscriptions dropped because they fell behind (slow consumer)",
+            labels=["subscription"],
+        )
+        # the guard subscriptions always have a series, so an alert can watch them from 0
+        counts = {"aoc.ctl.*.*": 0, "aoc.ctl.*.*.*": 0, **gw.drops.by_subscription}
+        for subscription, count in sorted(counts.items()):
+            drops.add_metric([subscription], count)
+        yield drops
 
     def _engines(self, gw: GatewayState) -> Iterator[Metric]:
         now = datetime.now(UTC)

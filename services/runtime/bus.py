@@ -16,14 +16,14 @@ import asyncio
 import json
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import nats
 import structlog
 from nats.aio.client import Client
-from nats.errors import ConnectionClosedError, NoRespondersError
+from nats.errors import ConnectionClosedError, NoRespondersError, SlowConsumerError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
@@ -93,11 +93,21 @@ def connect_options(settings: Settings, identity: str) -> dict[str, Any]:
     return options
 
 
-async def connect(settings: Settings, name: str) -> Client:
+async def connect(
+    settings: Settings,
+    name: str,
+    *,
+    on_slow_consumer: Callable[[SlowConsumerError], Awaitable[None]] | None = None,
+) -> Client:
+    """``on_slow_consumer`` is told of every message a subscription dropped; it runs in
+    the client's read loop, so it must not wait on the server (schedule publishes)."""
     identity = service_identity(name)
     options = connect_options(settings, identity)
 
     async def on_error(exc: Exception) -> None:
+        if isinstance(exc, SlowConsumerError) and on_slow_consumer is not None:
+            await on_slow_consumer(exc)
+            return
         text = str(exc)
         if "permissions violation" in text.lower():
             # a subject this service needs is missing from services/launcher/natsauth.py

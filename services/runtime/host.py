@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable
 from datetime import datetime
 from typing import Any, TypeVar
@@ -25,7 +24,7 @@ from typing import Any, TypeVar
 import msgspec
 import structlog
 from nats.aio.client import Client
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
+from nats.js.errors import KeyNotFoundError, NotFoundError
 from nats.micro import add_service
 from nats.micro.request import Request
 from nats.micro.service import EndpointStats, Service
@@ -53,7 +52,8 @@ from contracts.events import (
     utcnow,
 )
 from contracts.settings import Settings
-from contracts.streams import desired_state_bucket, ensure_all
+from contracts.streams import command_ids_bucket, desired_state_bucket, ensure_all
+from services.runtime import idempotency, refusals
 from services.runtime.bus import EventPublisher, WriteBatch, barrier, connect
 from services.runtime.engine import CycleOutcome, Engine, Loop, StopRequested
 from services.runtime.lifecycle import Lifecycle, State
@@ -98,7 +98,8 @@ class EngineHost:
         self._loop_last_run: dict[str, datetime] = {}
         self._transition = asyncio.Lock()
         self._stopping = asyncio.Event()  # set from the moment a stop begins until a start
-        self._replies: OrderedDict[str, CommandReply] = OrderedDict()
+        self.refusals = refusals.RefusalFolder()
+        self._fold_flush: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._beat_wakeup = asyncio.Event()
@@ -116,7 +117,9 @@ class EngineHost:
         buckets = await ensure_all(self.js, self.settings)
         self._desired_kv = buckets["desired"]
         self._desired_subject = f"$KV.{desired_state_bucket(self.settings).bucket}.{self.slug}"
-        self._commands_kv = buckets["commands"]
+        self.ledger = idempotency.CommandLedger(
+            buckets["commands"], command_ids_bucket(self.settings).bucket, self.slug
+        )
         self.publisher = EventPublisher(self.js, deadline=self.settings.publish_deadline)
         await self._resume_counters()
         self._loops = self.engine.loops()
@@ -141,6 +144,8 @@ class EngineHost:
         with contextlib.suppress(Exception):
             await self._go(State.STOPPED, reason="process shutting down", actor=self.slug, persist=False)
         await self.stop_heartbeats()
+        with contextlib.suppress(Exception):
+            await self._flush_refusals(everything=True)
         for task in list(self._background):
             task.cancel()
         with contextlib.suppress(Exception):
@@ -345,7 +350,12 @@ class EngineHost:
                 raise
             except Exception as exc:
                 self.log.exception("cycle.failed", loop=loop.name)
-                outcome = CycleOutcome(ok=False, result="failed", detail=f"{type(exc).__name__}: {exc}")
+                outcome = CycleOutcome(
+                    ok=False,
+                    result="failed",
+                    detail=refusals.bound(f"{type(exc).__name__}: {exc}", 1000),
+                    error_type=type(exc).__name__,
+                )
             duration_ms = round((time.perf_counter() - started) * 1000, 2)
             now = utcnow()
             self.counters.total_runs += 1
@@ -547,9 +557,8 @@ class EngineHost:
         """Handle one control message and return the reply (also audited when it
         changes or is refused)."""
         parsed = subjects.parse_ctl(subject)
-        verb = parsed[1] if parsed else subject.rsplit(".", 1)[-1]
-        origin = "all" if subject.startswith(subjects.ctl("all", "")) else "nats"
-        origin = headers.get("Aoc-Origin", origin)
+        verb = refusals.bound(parsed[1] if parsed else subject.rsplit(".", 1)[-1], 64)
+        origin = command_origin(subject, headers)
         # nats-server does not check a push consumer's deliver subject against its
         # creator's permissions (nats-server#8274): a stored message redelivered here
         # keeps its stored subject or carries a $JS.ACK reply. Neither is a command.
@@ -562,7 +571,11 @@ class EngineHost:
             command = decode_command(body)
         except CommandError as exc:
             sender = Command(actor=f"nats:{nats_user}") if nats_user else Command()
-            return await self._reject(verb, subject, "invalid_command", str(exc), sender, origin)
+            # the message may quote the sender's field names: bounded, with the body's digest
+            message = f"{refusals.bound(str(exc))} (body {refusals.body_note(body)})"
+            return await self._reject(
+                verb, subject, "invalid_command", message, sender, origin, body_digest=refusals.digest(body)
+            )
         if nats_user is not None:
             command = msgspec.structs.replace(command, actor=f"nats:{nats_user}")
         if verb not in VERBS:
@@ -585,15 +598,24 @@ class EngineHost:
 
     async def _handle_mutation(self, ctx: _Context, command: Command) -> CommandReply:
         verb = ctx.verb
+        binding = None
         if command.command_id:
-            seen = await self._seen_before(command.command_id)
-            if seen is not None:
-                await self._audit(ctx, "duplicate", seen.message)
-                return seen
+            # the key is bound to (caller, verb, target, body): services.runtime.idempotency
+            binding = idempotency.bind(command, caller=ctx.actor, verb=verb, target=self.slug)
+            first = await self.ledger.claim(binding)
+            if first is not None:
+                reply = idempotency.answer(first, binding, state=self.lifecycle.state, desired=self.desired)
+                if reply.error == idempotency.REUSED:
+                    await self._refuse(ctx, reply.message, error=idempotency.REUSED)
+                else:
+                    await self._audit(ctx, "duplicate", reply.message)
+                return reply
 
         if verb == "trigger":
             reply = await self._attempt(ctx, command, self._trigger(ctx, command.args))
             await self._audit(ctx, self._outcome(reply), reply.message)
+            if binding is not None:
+                await self.ledger.record(binding, reply)
             return reply
         # A state change, its desired state, lifecycle event and audit go out in one batch
         # (one round trip), all under the transition lock, so the next command's events
@@ -601,6 +623,8 @@ class EngineHost:
         async with self._transaction() as batch:
             reply = await self._attempt(ctx, command, self._change_state(ctx, batch))
             await self._audit(ctx, self._outcome(reply), reply.message, batch)
+            if binding is not None:
+                await batch.send(self.ledger.subject(binding), self.ledger.completed(binding, reply))
             if reply.changed:
                 self._beat_soon()  # its psutil work overlaps the wait for the acks
         return reply
@@ -612,7 +636,6 @@ class EngineHost:
             self.log.exception("command.failed", verb=ctx.verb)
             reply = self._reply(ctx.verb, command, f"{ctx.verb} failed: {exc}", ok=False, error="internal")
             reply.command_id = ctx.command_id
-        self._remember(ctx.command_id, reply)
         return reply
 
     @staticmethod
@@ -684,6 +707,20 @@ class EngineHost:
         done, _ = await asyncio.wait({task}, timeout=self.settings.reply_budget)
         if done:
             outcome = task.result()
+            if refusals.argument_error(outcome.error_type, args):
+                # the cycle failed on the caller's arguments: an error reply, never ok: true
+                return CommandReply(
+                    ok=False,
+                    system=self.slug,
+                    verb="trigger",
+                    message=f"invalid trigger arguments: {refusals.bound(outcome.detail)}",
+                    command_id=ctx.command_id,
+                    state=self.lifecycle.state,
+                    desired=self.desired,
+                    status="rejected",
+                    error="invalid_arguments",
+                    run_id=run_id,
+                )
             return CommandReply(
                 ok=True,
                 system=self.slug,
@@ -733,30 +770,6 @@ class EngineHost:
         }
         return msgspec.to_builtins(detail)
 
-    async def _seen_before(self, command_id: str) -> CommandReply | None:
-        cached = self._replies.get(command_id)
-        if cached is not None:
-            return msgspec.structs.replace(cached, duplicate=True, changed=False)
-        try:
-            await self._commands_kv.create(f"{self.slug}.{command_id}", b"1")
-        except KeyWrongLastSequenceError:
-            return CommandReply(
-                ok=True,
-                system=self.slug,
-                verb="",
-                message=f"command {command_id} was already handled",
-                command_id=command_id,
-                state=self.lifecycle.state,
-                desired=self.desired,
-                duplicate=True,
-            )
-        return None
-
-    def _remember(self, command_id: str, reply: CommandReply) -> None:
-        self._replies[command_id] = reply
-        while len(self._replies) > 1000:
-            self._replies.popitem(last=False)
-
     def _reply(
         self,
         verb: str,
@@ -781,20 +794,63 @@ class EngineHost:
         )
 
     async def _reject(
-        self, verb: str, subject: str, error: str, message: str, command: Command, origin: str
+        self,
+        verb: str,
+        subject: str,
+        error: str,
+        message: str,
+        command: Command,
+        origin: str,
+        *,
+        body_digest: str = "",
     ) -> CommandReply:
         actor = command.actor or ANONYMOUS_NATS
         command_id = command.command_id or new_id()
         ctx = _Context(verb, subject, origin, command_id, actor, command.correlation_id or "", command.reason)
-        self.log.warning("command.rejected", subject=subject, error=error, message=message)
-        await self._audit(ctx, "rejected", message)
+        ctx.body_digest = body_digest
+        await self._refuse(ctx, message, error=error)
         reply = self._reply(verb, command, message, ok=False, error=error)
         reply.command_id = command_id
         return reply
 
+    async def _refuse(self, ctx: _Context, message: str, *, error: str = "") -> None:
+        """Log and audit one refused command, bounded; a burst from one sender is folded
+        into one record per window (services.runtime.refusals)."""
+        if not self.refusals.admit(ctx.actor, time.monotonic(), (ctx, message)):
+            self._schedule_refusal_flush()
+            return
+        self.log.warning(
+            "command.rejected", subject=refusals.bound(ctx.subject, 200), error=error, message=message
+        )
+        await self._audit(ctx, "rejected", message)
+
+    def _schedule_refusal_flush(self) -> None:
+        if self._fold_flush is None or self._fold_flush.done():
+            self._fold_flush = asyncio.create_task(self._flush_refusals_when_due())
+
+    async def _flush_refusals_when_due(self) -> None:
+        while (due := self.refusals.next_due()) is not None:
+            await asyncio.sleep(max(due - time.monotonic(), 0.0) + 0.01)
+            await self._flush_refusals()
+
+    async def _flush_refusals(self, *, everything: bool = False) -> None:
+        for burst in self.refusals.due(time.monotonic(), everything=everything):
+            ctx, message = burst.last  # type: ignore[misc]
+            self.log.warning("command.rejected_burst", sender=burst.sender, repeats=burst.repeats)
+            await self._audit(ctx, "rejected", f"{message} — and {burst.detail()}", repeats=burst.repeats)
+
     async def _audit(
-        self, ctx: _Context, outcome: str, message: str, batch: WriteBatch | None = None
+        self,
+        ctx: _Context,
+        outcome: str,
+        message: str,
+        batch: WriteBatch | None = None,
+        *,
+        repeats: int = 0,
     ) -> None:
+        # every field a sender controls is bounded (issue 11: the audit trail cannot be flushed)
+        message = refusals.bound(message, 1000)
+        reason = refusals.bound(ctx.reason, 1000)
         payload = CommandHandled(
             command_id=ctx.command_id,
             verb=ctx.verb,
@@ -802,12 +858,14 @@ class EngineHost:
             origin=ctx.origin,
             outcome=outcome,
             message=message,
-            reason=ctx.reason,
-            subject=ctx.subject,
+            reason=reason,
+            subject=refusals.bound(ctx.subject, refusals.SUBJECT_LIMIT),
+            repeats=repeats,
+            body_sha256=ctx.body_digest,
         )
         detail = f"{ctx.verb} from {ctx.origin}: {message}"
-        if ctx.reason:
-            detail += f" (reason: {ctx.reason})"
+        if reason:
+            detail += f" (reason: {reason})"
         event = self.new_event(
             payload,
             Summary(action=f"command_{ctx.verb}"[:64], detail=detail, result=outcome),
@@ -832,3 +890,24 @@ class _Context(msgspec.Struct):
     correlation_id: str
     reason: str
     unless_stopped: bool = False  # a restart that yields to an operator's stop (heal-check)
+    body_digest: str = ""  # SHA-256 of a refused body that could not be decoded
+
+
+# values of the Aoc-Origin hint a relay may send (the gateway: "http"); see command_origin
+RELAYED_ORIGINS = frozenset({"http", "cli"})
+
+
+def command_origin(subject: str, headers: dict[str, str]) -> str:
+    """Where a command came from, decided here, by the receiver.
+
+    The five-token form ``aoc.ctl.<system>.<verb>.<user>`` is a human NATS user's: its
+    origin is "nats" (or "all" for the broadcast), whatever headers the sender adds. Only
+    the four-token form may carry a relay's hint (``Aoc-Origin: http`` from the gateway),
+    because on the secure server only the gateway and heal-check may publish it — the hint
+    is trusted exactly as far as the relayed actor in the body (docs/security.md)."""
+    broadcast = subject.startswith(subjects.ctl("all", ""))
+    default = "all" if broadcast else "nats"
+    if subject.count(".") != 3:
+        return default
+    hint = headers.get("Aoc-Origin", "")
+    return hint if hint in RELAYED_ORIGINS else default
