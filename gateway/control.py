@@ -62,12 +62,14 @@ def encode_command(command: Command) -> bytes:
 
 
 class ControlClient:
-    def __init__(self, nc: Client, publisher: EventPublisher, timeout: float) -> None:
+    def __init__(
+        self, nc: Client, publisher: EventPublisher, timeout: float, *, fold_window: float = 10.0
+    ) -> None:
         self.nc = nc
         self.publisher = publisher
         self.timeout = timeout
         # refusals of unknown targets, folded per sender like the engines' (runtime.refusals)
-        self.refusals = refusals.RefusalFolder()
+        self.refusals = refusals.RefusalFolder(window_s=fold_window)
         self._flush: asyncio.Task[None] | None = None
 
     async def send(

@@ -32,6 +32,8 @@ REPLAY_WAIT = 120.0  # how long start-up waits for the replay before serving a p
 # explicit limits, so what it cannot keep up with is dropped, counted and answered
 GUARD_PENDING_MSGS = 65_536
 GUARD_PENDING_BYTES = 32 * 1024 * 1024
+AUDIT_NEAR_FULL = 0.8  # share of AOC_AUDIT's byte cap from which the gateway alerts
+AUDIT_ALERT_EVERY_S = 60.0
 
 
 class GatewayState:
@@ -41,6 +43,8 @@ class GatewayState:
         self.live_connections = 0
         self.started = time.time()
         self._stream_info: tuple[float, dict[str, Any]] = (0.0, {})
+        self._audit_info: tuple[float, dict[str, Any]] = (0.0, {})
+        self._audit_alerted = 0.0
         self._subs: list[Any] = []
         # per-area state that route modules attach in their on_startup hook
         self.areas: dict[str, Any] = {}
@@ -52,7 +56,12 @@ class GatewayState:
         self.js = self.nc.jetstream()
         await ensure_all(self.js, self.settings)
         self.publisher = EventPublisher(self.js, deadline=self.settings.publish_deadline)
-        self.control = ControlClient(self.nc, self.publisher, self.settings.control_timeout)
+        self.control = ControlClient(
+            self.nc,
+            self.publisher,
+            self.settings.control_timeout,
+            fold_window=self.settings.refusal_fold_window_s,
+        )
         self.feed = ProjectionFeed(self.nc, self.projection)
         await self.feed.start()
         for wildcard in (subjects.ctl_wildcard("*"), subjects.ctl_user_wildcard("*")):
@@ -197,6 +206,43 @@ class GatewayState:
         self._stream_info = (time.monotonic(), cached)
         return cached
 
+    async def audit_state(self, max_age: float = 1.0) -> dict[str, Any]:
+        """AOC_AUDIT: how full it is (it refuses new copies when full) and how far its copy
+        of AOC_EVENTS lags. Logs ``audit.near_full`` (at most once a minute) from 80%."""
+        fetched, cached = self._audit_info
+        if time.monotonic() - fetched < max_age and cached:
+            return cached
+        try:
+            info = await self.js.stream_info(subjects.AUDIT_STREAM)
+        except Exception as exc:
+            return {"stream": subjects.AUDIT_STREAM, "error": type(exc).__name__}
+        cap = info.config.max_bytes or 0
+        ratio = round(info.state.bytes / cap, 4) if cap > 0 else 0.0
+        lag = sum((source.lag or 0) for source in (info.sources or []))
+        cached = {
+            "stream": subjects.AUDIT_STREAM,
+            "messages": info.state.messages,
+            "bytes": info.state.bytes,
+            "max_bytes": cap,
+            "fill_ratio": ratio,
+            "near_full": ratio >= AUDIT_NEAR_FULL,
+            "source_lag": lag,
+            "first_seq": info.state.first_seq,
+            "last_seq": info.state.last_seq,
+        }
+        if cached["near_full"] and time.monotonic() - self._audit_alerted >= AUDIT_ALERT_EVERY_S:
+            self._audit_alerted = time.monotonic()
+            log.error(
+                "audit.near_full",
+                stream=subjects.AUDIT_STREAM,
+                fill_ratio=ratio,
+                bytes=info.state.bytes,
+                max_bytes=cap,
+                message="AOC_AUDIT refuses new audit copies when full: raise AOC_AUDIT_MAX_BYTES",
+            )
+        self._audit_info = (time.monotonic(), cached)
+        return cached
+
     async def view_status(self) -> dict[str, Any]:
         stream = await self.stream_state()
         last_seq = stream.get("last_seq", self.projection.applied_seq)
@@ -213,8 +259,15 @@ class GatewayState:
 
     async def health(self) -> dict[str, Any]:
         self._stream_info = (0.0, {})  # health always asks the server
+        self._audit_info = (0.0, {})
         view = await self.view_status()
         ok = view["nats_connected"] and view["replayed"]
+        audit = await self.audit_state()
+        alerts = []
+        if audit.get("near_full"):
+            alerts.append(f"{subjects.AUDIT_STREAM} is {audit['fill_ratio']:.0%} full")
+        if self.drops.total:
+            alerts.append(f"{self.drops.total} messages dropped by slow subscriptions")
         return {
             "status": "ok" if ok else "degraded",
             "nats": {
@@ -229,6 +282,8 @@ class GatewayState:
                 "replayed": view["replayed"],
                 "rows_in_memory": len(self.projection.rows),
             },
+            "audit": audit,
+            "alerts": alerts,
             "uptime_seconds": round(time.time() - self.started, 1),
         }
 

@@ -98,7 +98,7 @@ class EngineHost:
         self._loop_last_run: dict[str, datetime] = {}
         self._transition = asyncio.Lock()
         self._stopping = asyncio.Event()  # set from the moment a stop begins until a start
-        self.refusals = refusals.RefusalFolder()
+        self.refusals = refusals.RefusalFolder(window_s=settings.refusal_fold_window_s)
         self._fold_flush: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._heartbeat_task: asyncio.Task[None] | None = None

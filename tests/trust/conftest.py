@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from contracts.systems import SYSTEMS
-from tests.security.conftest import bearer, callers, secure_nats, secure_settings  # noqa: F401 (fixtures)
+from tests.security.conftest import bearer, callers, secure_nats, secure_settings
 
 
 async def until(condition: Callable[[], Any], *, timeout: float = 15.0, what: str = "condition", step=None):
