@@ -125,7 +125,8 @@ def test_binding_rules_without_a_bus():
     from contracts.commands import Command
 
     def alice(verb="stop", target="deploy", **body):
-        return bind(Command(command_id="k", **{"reason": "x", **body}), caller="alice", verb=verb, target=target)
+        command = Command(command_id="k", **{"reason": "x", **body})
+        return bind(command, caller="alice", verb=verb, target=target)
 
     first = alice()
     assert answer(first, first, state="stopped", desired="stopped").duplicate
