@@ -273,6 +273,8 @@ class GatewayState:
             "nats": {
                 "connected": view["nats_connected"],
                 "url": self.settings.effective_nats_url,
+                # a server that cuts off a slow client drops what it had queued for it
+                "reconnects": self.nc.stats["reconnects"],
                 **self.drops.as_dict(),
             },
             "stream": {"name": subjects.EVENTS_STREAM, "last_seq": view["stream_last_seq"]},

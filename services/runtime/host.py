@@ -547,7 +547,9 @@ class EngineHost:
             if reply.ok:
                 await request.respond(encode(reply))
             else:
-                await request.respond_error(reply.error or "error", reply.message, data=encode(reply))
+                # the description travels in a header: ASCII, one line, bounded (the body has it all)
+                description = refusals.header_text(reply.message)
+                await request.respond_error(reply.error or "error", description, data=encode(reply))
         except ValueError:
             pass  # `nats pub` sends no reply subject: the audit event is the answer
 

@@ -44,7 +44,14 @@ def bound(text: str, limit: int = TEXT_LIMIT) -> str:
     safe = text.encode("utf-8", "backslashreplace").decode("utf-8")
     if len(safe) <= limit:
         return safe
-    return f"{safe[:limit]}… [+{len(safe) - limit} chars, sha256:{digest(text)[:16]}]"
+    return f"{safe[:limit]}... [+{len(safe) - limit} chars, sha256:{digest(text)[:16]}]"
+
+
+def header_text(text: str, limit: int = TEXT_LIMIT) -> str:
+    """Text for a NATS header value (the micro error description): printable ASCII, one
+    line, bounded — a header that cannot be encoded would lose the whole reply."""
+    printable = "".join(ch if " " <= ch <= "~" else "?" for ch in text)
+    return printable if len(printable) <= limit else printable[: limit - 3] + "..."
 
 
 def body_note(body: bytes) -> str:
