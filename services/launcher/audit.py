@@ -464,9 +464,12 @@ async def _audit_copies_below(
         meta = msg.metadata
         if seq is not None and seq < first_seq:
             with contextlib.suppress(msgspec.DecodeError):
-                copies.append((seq, envelope_decoder.decode(msg.data)))
-            age = (now - meta.timestamp).total_seconds()
-            young = young or max_age <= 0 or age < max_age
+                event = envelope_decoder.decode(msg.data)
+                copies.append((seq, event))
+                # the event's own time, with a margin: its copy was stored a moment after it,
+                # so a copy outliving its original by that moment is still ageing out
+                age = (now - event.time).total_seconds()
+                young = young or max_age <= 0 or age < max_age * 0.99 - 1.0
         if (seq is not None and seq >= first_seq) or meta.num_pending == 0:
             done.set()
 

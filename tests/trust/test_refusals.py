@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import json
 import re
 import sys
@@ -18,8 +19,10 @@ from structlog.testing import capture_logs
 from contracts import subjects
 from contracts.commands import reply_decoder
 from contracts.settings import Settings
+from services.launcher.audit import ReplayOptions, replay
 from services.launcher.natsserver import NatsServer
 from services.runtime import refusals
+from services.runtime.bus import NatsCredentials
 from services.runtime.testing import EventTap, running_engines
 from tests.conftest import api_client, serve_gateway
 from tests.security.test_nats_permissions import connected
@@ -125,6 +128,13 @@ async def test_an_unknown_field_flood_cannot_push_the_audit_trail_out(secure_nat
             assert info.state.first_seq == 1, "nothing was evicted"
             assert kept <= {e.id for e in handled(tap, "deploy")}
             await tap.stop()
+            # and the audit replay agrees: complete, nothing evicted, the drill on record
+            out, err = io.BytesIO(), io.StringIO()
+            credentials = NatsCredentials("operator", secure_nats.credentials("operator")["password"])
+            stats = await replay(secure_nats.url, ReplayOptions(), out, err=err, credentials=credentials)
+            assert stats.exit_code == 0 and not stats.evicted_by_size, err.getvalue()
+            replayed = {json.loads(line)["id"] for line in out.getvalue().splitlines()}
+            assert kept <= replayed
     # each log line about a refusal is bounded too (the issue saw 40 MB of logs)
     rejected = [line for line in logs if line["event"] == "command.rejected"]
     assert rejected and all(len(repr(line)) < AUDIT_LIMIT for line in rejected)
