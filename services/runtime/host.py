@@ -40,6 +40,7 @@ from contracts.commands import (
 from contracts.events import (
     CommandHandled,
     CycleCompleted,
+    EngineRecovered,
     Envelope,
     Heartbeat,
     LifecycleChanged,
@@ -47,14 +48,15 @@ from contracts.events import (
     Summary,
     encode,
     envelope_decoder,
+    heartbeat_decoder,
     new_event,
     new_id,
     utcnow,
 )
 from contracts.settings import Settings
 from contracts.streams import command_ids_bucket, desired_state_bucket, ensure_all
-from services.runtime import idempotency, refusals
-from services.runtime.bus import EventPublisher, WriteBatch, barrier, connect
+from services.runtime import idempotency, recovery, refusals
+from services.runtime.bus import EventPublisher, WriteBatch, barrier, connect, publish_with_retry
 from services.runtime.engine import CycleOutcome, Engine, Loop, StopRequested
 from services.runtime.lifecycle import Lifecycle, State
 from services.runtime.process import process_metrics
@@ -121,7 +123,7 @@ class EngineHost:
             buckets["commands"], command_ids_bucket(self.settings).bucket, self.slug
         )
         self.publisher = EventPublisher(self.js, deadline=self.settings.publish_deadline)
-        await self._resume_counters()
+        recovered = await self._resume_counters()
         self._loops = self.engine.loops()
         self._cycle_locks = {loop.name: asyncio.Lock() for loop in self._loops}
         await self.engine.setup()
@@ -135,6 +137,9 @@ class EngineHost:
             # say so, so the dashboard shows an acknowledged stop rather than nothing
             await self._publish_lifecycle(State.STOPPED, State.STOPPED, "restored desired state: stopped")
             await self.send_heartbeat()
+        if recovered is not None:  # the previous process died without a word: on record
+            await self.publish(recovered, recovery.recovery_summary(self.engine.info.label, recovered))
+            self.log.warning("engine.recovered", previous_boot_id=recovered.previous_boot_id)
         await barrier(self.nc)  # every endpoint and intake is known to the server once open returns
         self.log.info("engine.opened", state=self.lifecycle.state, desired=self.desired)
 
@@ -144,6 +149,8 @@ class EngineHost:
         with contextlib.suppress(Exception):
             await self._go(State.STOPPED, reason="process shutting down", actor=self.slug, persist=False)
         await self.stop_heartbeats()
+        with contextlib.suppress(Exception):
+            await self.send_heartbeat(final=True)  # says "clean end" to the next process
         with contextlib.suppress(Exception):
             await self._flush_refusals(everything=True)
         for task in list(self._background):
@@ -157,15 +164,25 @@ class EngineHost:
             with contextlib.suppress(Exception):
                 await self.nc.drain()
 
-    async def _resume_counters(self) -> None:
-        try:
+    async def _resume_counters(self) -> EngineRecovered | None:
+        """Counters from the larger of the last cycle event and the last heartbeat; the
+        record of a recovery when that heartbeat was not a clean shutdown's
+        (services.runtime.recovery)."""
+        last_cycle = last_beat = stored_at = None
+        with contextlib.suppress(NotFoundError):
             raw = await self.js.get_last_msg(
                 subjects.EVENTS_STREAM, subjects.evt(self.slug, CycleCompleted.TYPE)
             )
-        except NotFoundError:
-            return
-        last = envelope_decoder.decode(raw.data).payload()
-        self.counters = Counters(last.total_runs, last.error_count, last.last_run)
+            last_cycle = envelope_decoder.decode(raw.data).payload()
+        with contextlib.suppress(NotFoundError, msgspec.DecodeError):
+            raw = await self.js.get_last_msg(subjects.HEARTBEATS_STREAM, subjects.hb(self.slug))
+            last_beat, stored_at = heartbeat_decoder.decode(raw.data), raw.time
+        resumed = recovery.resume_counters(last_cycle, last_beat)
+        self.counters = Counters(resumed.total_runs, resumed.errors, resumed.last_run)
+        record = recovery.recovery(last_beat, stored_at, boot_id=self.boot_id, now=utcnow())
+        if record is not None:
+            record.total_runs, record.error_count = resumed.total_runs, resumed.errors
+        return record
 
     async def _read_desired(self) -> State:
         try:
@@ -456,9 +473,10 @@ class EngineHost:
             success_rate=self.counters.success_rate,
             total_runs=self.counters.total_runs,
             extras=self.engine.status_extras(),
+            cycle_errors=self.counters.errors,
         )
 
-    async def send_heartbeat(self) -> None:
+    async def send_heartbeat(self, *, final: bool = False) -> None:
         self._beat_seq += 1
         beat = Heartbeat(
             system=self.slug,
@@ -468,7 +486,11 @@ class EngineHost:
             status=self.snapshot(),
             process=process_metrics(),
             interval_s=self.settings.heartbeat_interval,
+            final=final,
         )
+        if final:  # the clean-shutdown marker must be stored: acked, retried briefly
+            await publish_with_retry(self.js, subjects.hb(self.slug), encode(beat), msg_id=None, deadline=3.0)
+            return
         await self.publisher.heartbeat(beat)
 
     async def stop_heartbeats(self) -> None:
