@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from contracts.systems import SYSTEMS
+from tests.browser.conftest import browser
 from tests.security.conftest import bearer, callers, secure_nats, secure_settings
 
 
@@ -67,4 +68,13 @@ def stop_process(process: subprocess.Popen) -> None:
             process.wait(5)
 
 
-__all__ = ["answering", "bearer", "callers", "secure_nats", "secure_settings", "spawn_engine", "until"]
+__all__ = [
+    "answering",
+    "bearer",
+    "browser",
+    "callers",
+    "secure_nats",
+    "secure_settings",
+    "spawn_engine",
+    "until",
+]
