@@ -612,7 +612,8 @@ class EngineHost:
             return self._reply(verb, command, "detail", result=self.detail())
 
         command_id = command.command_id or new_id()
-        actor = command.actor or headers.get("Aoc-Actor") or ANONYMOUS_NATS
+        # the actor: the server-vouched user (5 tokens) or the relayed body's; never a header
+        actor = command.actor or ANONYMOUS_NATS
         correlation_id = command.correlation_id or headers.get("X-Correlation-ID") or command_id
         ctx = _Context(verb, subject, origin, command_id, actor, correlation_id, command.reason)
         ctx.unless_stopped = verb == "restart" and command.args.get("unless_stopped") is True
