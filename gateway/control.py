@@ -16,7 +16,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from contracts import subjects
 from contracts.commands import MAX_COMMAND_BYTES, Command, CommandReply, reply_decoder
 from contracts.events import CommandHandled, Summary, new_event, new_id
-from contracts.systems import SYSTEMS
+from contracts.systems import ALL, SYSTEMS
 from services.runtime import refusals
 from services.runtime.bus import EventPublisher
 
@@ -94,7 +94,13 @@ class ControlClient:
             correlation_id=correlation_id,
             args=args or {},
         )
-        body = encode_command(command)
+        try:
+            body = encode_command(command)
+        except CommandRefused as exc:  # refused here, never sent: the gateway audits it
+            await self.audit_refused(
+                system, verb, actor=actor, reason=reason, origin=origin, message=str(exc)
+            )
+            raise
         # a hint for the engine's log only: the engine decides the origin from the subject
         # and the sender, never from this header (docs/security.md, threat model)
         headers = {"Aoc-Origin": origin}
@@ -114,9 +120,15 @@ class ControlClient:
     async def send_all(self, verb: str, **kwargs: Any) -> dict[str, dict[str, Any]]:
         """The same command to every engine at once; one result per system. Raises only
         CommandRefused, before anything is sent, when the command itself is unacceptable."""
-        encode_command(
-            Command(actor=kwargs.get("actor"), reason=kwargs.get("reason", ""), args=kwargs.get("args") or {})
-        )
+        actor, reason = kwargs.get("actor"), kwargs.get("reason", "")
+        try:
+            encode_command(Command(actor=actor, reason=reason, args=kwargs.get("args") or {}))
+        except CommandRefused as exc:
+            origin = kwargs.get("origin", "http")
+            await self.audit_refused(
+                ALL, verb, actor=actor or "", reason=reason, origin=origin, message=str(exc)
+            )
+            raise
 
         async def one(system: str) -> dict[str, Any]:
             try:
@@ -132,19 +144,26 @@ class ControlClient:
     ) -> None:
         """An unknown target has no engine to audit it: the gateway records the refusal
         (bounded; a burst from one sender folded into one record per window)."""
-        refusal = (target, verb, actor, reason, origin, note)
+        message = refusals.bound(str(UnknownSystem(target)), 500)
+        if note:
+            message += f" ({note})"
+        await self.audit_refused(target, verb, actor=actor, reason=reason, origin=origin, message=message)
+
+    async def audit_refused(
+        self, target: str, verb: str, *, actor: str, reason: str, origin: str, message: str
+    ) -> None:
+        """A command the gateway refused itself (an unknown target, a body it would not
+        send): recorded bounded, a burst from one sender folded into one record."""
+        refusal = (target, verb, actor, reason, origin, refusals.bound(message, 1000))
         if not self.refusals.admit(actor, time.monotonic(), refusal):
             if self._flush is None or self._flush.done():
                 self._flush = asyncio.create_task(self._flush_when_due())
             return
-        await self._publish_unknown(*refusal)
+        await self._publish_refusal(*refusal)
 
-    async def _publish_unknown(
-        self, target: str, verb: str, actor: str, reason: str, origin: str, note: str, repeats: int = 0
+    async def _publish_refusal(
+        self, target: str, verb: str, actor: str, reason: str, origin: str, message: str, repeats: int = 0
     ) -> None:
-        message = refusals.bound(str(UnknownSystem(target)), 500)
-        if note:
-            message += f" ({note})"
         payload = CommandHandled(
             command_id=new_id(),
             verb=refusals.bound(verb, 64),
@@ -172,10 +191,9 @@ class ControlClient:
 
     async def flush_refusals(self, *, everything: bool = False) -> None:
         for burst in self.refusals.due(time.monotonic(), everything=everything):
-            target, verb, actor, reason, origin, note = burst.last  # type: ignore[misc]
-            note = f"{note}; " if note else ""
-            await self._publish_unknown(
-                target, verb, actor, reason, origin, f"{note}and {burst.detail()}", burst.repeats
+            target, verb, actor, reason, origin, message = burst.last  # type: ignore[misc]
+            await self._publish_refusal(
+                target, verb, actor, reason, origin, f"{message} — and {burst.detail()}", burst.repeats
             )
 
     async def close(self) -> None:

@@ -32,6 +32,7 @@ from nats.js.errors import NoStreamResponseError, ServiceUnavailableError
 from contracts import subjects
 from contracts.events import Envelope, Heartbeat, encode
 from contracts.settings import Settings
+from services.runtime.drops import DropCounter
 
 log = structlog.get_logger()
 
@@ -103,10 +104,23 @@ async def connect(
     the client's read loop, so it must not wait on the server (schedule publishes)."""
     identity = service_identity(name)
     options = connect_options(settings, identity)
+    drops = DropCounter()
 
     async def on_error(exc: Exception) -> None:
-        if isinstance(exc, SlowConsumerError) and on_slow_consumer is not None:
-            await on_slow_consumer(exc)
+        if isinstance(exc, SlowConsumerError):
+            if on_slow_consumer is not None:
+                await on_slow_consumer(exc)
+                return
+            # one call per dropped message: a line per drop would flood the log
+            subscription = getattr(exc.sub, "subject", "") or "?"
+            covered = drops.note(subscription, exc.subject, time.monotonic())
+            if covered:
+                log.warning(
+                    "nats.slow_consumer",
+                    subscription=subscription,
+                    dropped=covered,
+                    dropped_total=drops.total,
+                )
             return
         text = str(exc)
         if "permissions violation" in text.lower():

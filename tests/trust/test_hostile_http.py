@@ -4,6 +4,7 @@ X-Request-ID. The real gateway under uvicorn, engines on a real nats-server."""
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from contracts.settings import Settings
@@ -56,6 +57,7 @@ async def test_a_lone_surrogate_is_a_422_on_every_command_route(stack, api_heade
         for route in COMMAND_ROUTES:
             response = await http.post(f"{API}/{route}", content=body, headers=JSON)
             assert_hardened(response, 422)
+
         token = await http.post(
             "/api/v1/auth/tokens",
             content=body.replace(b"reason", b"name")[:-1] + b',"role":"viewer"}',
@@ -76,12 +78,16 @@ async def test_json_nested_5000_deep_is_a_400(stack, api_headers):
             assert_hardened(response, (400, 422))
 
 
-async def test_huge_trigger_arguments_and_bad_argument_types_are_refused(stack, api_headers):
+async def test_huge_trigger_arguments_and_bad_argument_types_are_refused(stack, api_headers, tap):
     url, hosts = stack
     async with api_client(url, api_headers) as http:
         huge = await http.post(f"{API}/trigger/deploy", json={"args": {"action": "x" * 900_000}})
         assert_hardened(huge, 422)
         assert "bytes" in huge.json()["detail"]
+        # refused by the gateway, never sent to the engine: on record all the same, bounded
+        refused = await tap.wait_for(lambda e: e.type == "command_handled" and e.system == "gateway")
+        assert refused.actor == "admin" and refused.payload().target == "deploy"
+        assert refused.payload().outcome == "rejected" and len(msgspec.json.encode(refused)) < 4096
         # a TypeError from a bad argument (set(5)) came back with ok: true
         bad = await http.post(f"{API}/trigger/advisory-refresh", json={"args": {"feeds": 5}})
         assert_hardened(bad, 400)
