@@ -124,6 +124,9 @@ class EngineHost:
         )
         self.publisher = EventPublisher(self.js, deadline=self.settings.publish_deadline)
         recovered = await self._resume_counters()
+        if recovered is not None:  # the previous process died without a word: on record first
+            await self.publish(recovered, recovery.recovery_summary(self.engine.info.label, recovered))
+            self.log.warning("engine.recovered", previous_boot_id=recovered.previous_boot_id)
         self._loops = self.engine.loops()
         self._cycle_locks = {loop.name: asyncio.Lock() for loop in self._loops}
         await self.engine.setup()
@@ -137,9 +140,6 @@ class EngineHost:
             # say so, so the dashboard shows an acknowledged stop rather than nothing
             await self._publish_lifecycle(State.STOPPED, State.STOPPED, "restored desired state: stopped")
             await self.send_heartbeat()
-        if recovered is not None:  # the previous process died without a word: on record
-            await self.publish(recovered, recovery.recovery_summary(self.engine.info.label, recovered))
-            self.log.warning("engine.recovered", previous_boot_id=recovered.previous_boot_id)
         await barrier(self.nc)  # every endpoint and intake is known to the server once open returns
         self.log.info("engine.opened", state=self.lifecycle.state, desired=self.desired)
 

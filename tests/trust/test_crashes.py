@@ -5,7 +5,6 @@ and records it as the NATS user `launcher`; the dashboard in Chromium says so.""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import signal
 
@@ -67,12 +66,19 @@ async def test_kill_9_without_a_launcher_keeps_counters_and_is_on_record(setting
         final = await last_beat(js, "frontend-factory")
         assert final is not None and final.final
         engine = spawn_engine("frontend-factory", env, tmp_path / "factory.log")
-        await until(
-            lambda: seen.get("beat") and seen["beat"].boot_id not in (before.boot_id, final.boot_id),
-            step=look,
-            what="the third process",
-        )
-        await asyncio.sleep(0.5)
+
+        def started() -> int:  # an engine says "recovered" (if at all) before "running"
+            return len(
+                tap.matching(
+                    lambda e: (
+                        e.type == "lifecycle_changed"
+                        and e.system == "frontend-factory"
+                        and e.payload().state == "running"
+                    )
+                )
+            )
+
+        await until(lambda: started() == 3, timeout=60, what="the third process running")
         assert len(tap.matching(lambda e: e.type == "engine_recovered")) == 1
     finally:
         stop_process(engine)
