@@ -15,7 +15,7 @@ from contracts import subjects
 from contracts.events import ActivityRecorded, Summary, new_event
 from services.launcher.audit import EXIT_EVICTED, EXIT_OK
 from services.runtime.testing import running_engines
-from tests.conftest import api_client, serve_gateway
+from tests.conftest import ADMIN_TOKEN, api_client, serve_gateway
 from tests.trust.conftest import until
 
 API = "/api/v1/admin"
@@ -110,3 +110,44 @@ async def test_ageing_out_by_retention_is_not_eviction(settings, settings_env, n
         code, _, err = await run_replay(env)
     assert code == EXIT_OK, err
     assert "aged out by retention age" in err and "EVICTED" not in err
+
+
+async def test_a_nearly_full_audit_stream_alerts_and_a_full_one_does_not_stop_commands(settings, nc, tap):
+    """AOC_AUDIT refuses new copies when full (discard: new): the gateway alerts from 80%
+    (log line, /health/details, Prometheus), and commands keep working — AOC_EVENTS still
+    takes their events."""
+    from structlog.testing import capture_logs
+
+    small = settings.model_copy(update={"audit_max_bytes": 64 * 1024})
+    js = nc.jetstream()
+    async with running_engines(small, ["deploy"]):
+        filler = msgspec.json.encode({"pad": "z" * 900})
+        for _ in range(90):  # ~90 KB of audit-subject events: past the 64 KiB cap
+            await js.publish(subjects.evt("filler", "command_handled"), filler)
+        state: dict[str, float] = {}
+
+        async def look() -> None:
+            info = await js.stream_info(subjects.AUDIT_STREAM)
+            state["ratio"] = info.state.bytes / info.config.max_bytes
+
+        await until(lambda: state.get("ratio", 0) >= 0.8, step=look, what="AOC_AUDIT nearly full")
+        with capture_logs() as logs:
+            async with (
+                serve_gateway(small) as url,
+                api_client(url, {"Authorization": f"Bearer {ADMIN_TOKEN}"}) as http,
+            ):
+                details = (await http.get("/health/details")).json()
+                assert details["audit"]["near_full"] and details["audit"]["fill_ratio"] >= 0.8
+                assert any(alert.startswith("AOC_AUDIT is") for alert in details["alerts"])
+                metrics = (await http.get("/metrics")).text
+                ratio = next(
+                    float(line.split(" ")[1])
+                    for line in metrics.splitlines()
+                    if line.startswith("aoc_audit_fill_ratio ")
+                )
+                assert ratio >= 0.8
+                # the kill switch still works and its events are stored in AOC_EVENTS
+                stop = await http.post(f"{API}/emergency-stop/deploy", json={"reason": "audit full"})
+                assert stop.status_code == 200 and stop.json()["state"] == "stopped"
+        assert any(line["event"] == "audit.near_full" for line in logs)
+        await tap.wait_for(lambda e: e.type == "command_handled" and e.payload().reason == "audit full")

@@ -255,3 +255,24 @@ def _admin_token() -> str:
     from tests.conftest import ADMIN_TOKEN
 
     return ADMIN_TOKEN
+
+
+def test_folding_and_bounding_rules_without_a_bus():
+    folder = refusals.RefusalFolder(window_s=10, burst=2, max_senders=3)
+    assert [folder.admit("op", t, t) for t in (0.0, 1.0, 2.0, 3.0, 4.0)] == [True, True, False, False, False]
+    assert folder.admit("other", 5.0) is True  # senders are counted apart
+    assert folder.next_due() == 10.0 and folder.due(9.9) == []
+    (burst,) = folder.due(10.0)
+    assert (burst.sender, burst.repeats, burst.last) == ("op", 2, 4.0)  # the last refusal + 2 more
+    assert burst.detail() == "2 more refused commands from op in 10 s"
+    assert folder.admit("op", 11.0) is True  # a new window
+    for n in range(10):  # a flood of senders cannot grow the table without bound
+        folder.admit(f"s{n}", 12.0)
+    assert len(folder._windows) <= 3
+    text = "A" * 10_000
+    cut = refusals.bound(text)
+    assert len(cut) < 400 and "+9700 chars" in cut and refusals.digest(text)[:16] in cut
+    assert refusals.bound("\ud800") == "\\ud800"
+    assert refusals.header_text("a\nb…") == "a?b?"
+    assert refusals.argument_error("TypeError", {"feeds": 5})
+    assert not refusals.argument_error("TypeError", {}) and not refusals.argument_error("OSError", {"a": 1})
