@@ -17,7 +17,7 @@ from contracts import subjects
 from contracts.commands import MAX_COMMAND_BYTES, Command, CommandReply, reply_decoder
 from contracts.events import CommandHandled, Summary, new_event, new_id
 from contracts.systems import ALL, SYSTEMS
-from services.runtime import refusals
+from services.runtime import idempotency, refusals
 from services.runtime.bus import EventPublisher
 
 # Engine error codes -> HTTP status
@@ -63,9 +63,18 @@ def encode_command(command: Command) -> bytes:
 
 class ControlClient:
     def __init__(
-        self, nc: Client, publisher: EventPublisher, timeout: float, *, fold_window: float = 10.0
+        self,
+        nc: Client,
+        publisher: EventPublisher,
+        timeout: float,
+        *,
+        fold_window: float = 10.0,
+        ledger: idempotency.CommandLedger | None = None,
     ) -> None:
         self.nc = nc
+        # HTTP Idempotency-Keys across targets: an engine knows only its own keys, so the
+        # gateway binds each (caller, key) to its target too, before anything is sent
+        self.ledger = ledger
         self.publisher = publisher
         self.timeout = timeout
         # refusals of unknown targets, folded per sender like the engines' (runtime.refusals)
@@ -101,6 +110,15 @@ class ControlClient:
                 system, verb, actor=actor, reason=reason, origin=origin, message=str(exc)
             )
             raise
+        if command_id and self.ledger is not None:
+            binding = idempotency.bind(command, caller=actor, verb=verb, target=system)
+            first = await self.ledger.claim(binding)
+            if first is not None and not idempotency.same_request(first, binding):
+                reply = idempotency.answer(first, binding, state="", desired="")
+                await self.audit_refused(
+                    system, verb, actor=actor, reason=reason, origin=origin, message=reply.message
+                )
+                return reply
         # a hint for the engine's log only: the engine decides the origin from the subject
         # and the sender, never from this header (docs/security.md, threat model)
         headers = {"Aoc-Origin": origin}

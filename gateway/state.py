@@ -18,12 +18,13 @@ from contracts import subjects
 from contracts.commands import CommandError, CommandReply, decode_command
 from contracts.events import encode
 from contracts.settings import Settings
-from contracts.streams import ensure_all
+from contracts.streams import command_ids_bucket, ensure_all
 from contracts.systems import ALL, SYSTEMS
 from gateway.control import ControlClient, UnknownSystem
 from gateway.projections import Projection, ProjectionFeed
 from services.runtime.bus import EventPublisher, barrier, connect
 from services.runtime.drops import DropCounter
+from services.runtime.idempotency import CommandLedger
 
 log = structlog.get_logger()
 
@@ -54,13 +55,14 @@ class GatewayState:
     async def open(self, nc: Client | None = None) -> None:
         self.nc = nc or await connect(self.settings, name="aoc-gateway", on_slow_consumer=self.on_dropped)
         self.js = self.nc.jetstream()
-        await ensure_all(self.js, self.settings)
+        buckets = await ensure_all(self.js, self.settings)
         self.publisher = EventPublisher(self.js, deadline=self.settings.publish_deadline)
         self.control = ControlClient(
             self.nc,
             self.publisher,
             self.settings.control_timeout,
             fold_window=self.settings.refusal_fold_window_s,
+            ledger=CommandLedger(buckets["commands"], command_ids_bucket(self.settings).bucket, "http"),
         )
         self.feed = ProjectionFeed(self.nc, self.projection)
         await self.feed.start()

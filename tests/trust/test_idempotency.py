@@ -52,6 +52,12 @@ async def test_a_key_cannot_turn_one_command_into_another(
             assert (first["verb"], first["target"], first["actor"]) == ("start", "heal-check", "oscar")
             assert first["time"] and "restart" not in refusal["message"].split("first used")[0]
 
+            # ... also for another target: an engine knows only its own keys, the gateway
+            # binds the key to its target too (deploy is not even running: nothing is sent)
+            elsewhere = await http.post(f"{API}/start/deploy", headers={**operator, **key})
+            assert elsewhere.status_code == 422 and elsewhere.json()["error"] == "idempotency_key_reused"
+            assert elsewhere.json()["result"]["first_request"]["target"] == "heal-check"
+
             # same key, other body (a reason): also another request
             other_body = await http.post(
                 f"{API}/start/heal-check", headers={**operator, **key}, json={"reason": "again"}
