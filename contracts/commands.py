@@ -11,6 +11,10 @@ from typing import Annotated, Any
 
 import msgspec
 
+# A command is a few fields and small args: anything larger is refused before it is decoded
+# (and what a refusal copies into its audit event and log line is bounded: runtime.refusals)
+MAX_COMMAND_BYTES = 65_536
+
 VERBS = ("trigger", "stop", "start", "restart", "status", "detail")
 MUTATING_VERBS = frozenset({"trigger", "stop", "start", "restart"})
 
@@ -52,6 +56,8 @@ _command_decoder = msgspec.json.Decoder(Command)
 
 
 def decode_command(body: bytes) -> Command:
+    if len(body) > MAX_COMMAND_BYTES:
+        raise CommandError(f"command body of {len(body)} bytes is larger than {MAX_COMMAND_BYTES}")
     if not body.strip():
         return Command()
     try:
@@ -60,6 +66,8 @@ def decode_command(body: bytes) -> Command:
         raise CommandError(f"invalid command body: {exc}") from None
     except msgspec.DecodeError as exc:
         raise CommandError(f"malformed JSON in command body: {exc}") from None
+    except RecursionError:
+        raise CommandError("malformed JSON in command body: nested too deeply") from None
 
 
 reply_decoder = msgspec.json.Decoder(CommandReply)

@@ -123,6 +123,10 @@ class CommandHandled(msgspec.Struct, kw_only=True):
     # a trigger's run: its result arrives later as cycle_completed with this run id, so
     # a job view knows who started it and when, also while it is still running
     run_id: str | None = None
+    # this record also stands for `repeats` more refused commands of the same sender in
+    # one window (services.runtime.refusals): counting rules count 1 + repeats
+    repeats: int = 0
+    body_sha256: str = ""  # digest of a refused body too malformed to decode (never the body)
 
 
 class EntryAnnotated(msgspec.Struct, kw_only=True):
@@ -146,6 +150,36 @@ class InstanceTookOver(msgspec.Struct, kw_only=True):
     previous_instance: str | None
     previous_epoch: int
     previous_boot_id: str | None = None
+
+
+class ProcessCrashed(msgspec.Struct, kw_only=True):
+    """A supervised process ended by a signal or a non-zero exit (published by the
+    launcher, which saw the exit status; system = the process's engine slug or
+    "gateway", source = "launcher")."""
+
+    TYPE: ClassVar[str] = "process_crashed"
+    pid: int
+    exit_code: int | None  # None when a signal ended it
+    signal: str | None  # e.g. "SIGKILL"
+    uptime_s: float
+    restarts: int = 0  # how many times the launcher restarted this process so far
+    restart_in_s: float | None = None
+
+
+class EngineRecovered(msgspec.Struct, kw_only=True):
+    """An engine started after its previous process ended uncleanly: its last heartbeat
+    was not the final one a clean shutdown sends (kill -9, OOM, a crash, power loss).
+    Published by the engine itself, so the crash is on record under compose or
+    Kubernetes too, where our launcher does not run."""
+
+    TYPE: ClassVar[str] = "engine_recovered"
+    previous_boot_id: str
+    last_heartbeat: datetime  # when the previous process was last heard of (stream time)
+    downtime_s: float  # from that heartbeat until this start
+    previous_state: str = ""
+    boot_id: str = ""
+    total_runs: int = 0  # the counters this process resumed from
+    error_count: int = 0
 
 
 class ActivityRecorded(msgspec.Struct, kw_only=True):
@@ -204,6 +238,9 @@ class StatusSnapshot(msgspec.Struct, kw_only=True):
     extras: dict[str, Any] = {}
     role: str = "active"  # active | standby (holds no lease: runs nothing, forwards commands)
     instance: str = ""
+    # failed cycles (error_count may be the engine's own figure, e.g. SOC's escalations):
+    # what a restarted engine resumes its counter from (services.runtime.recovery)
+    cycle_errors: int | None = None
 
 
 class Heartbeat(msgspec.Struct, kw_only=True):
@@ -222,6 +259,9 @@ class Heartbeat(msgspec.Struct, kw_only=True):
     epoch: int = 0
     host: str = ""
     started: datetime | None = None
+    # the last heartbeat of a clean process shutdown: a restart after any other last
+    # heartbeat is a recovery from an unclean end (services.runtime.recovery)
+    final: bool = False
 
 
 encode = msgspec.json.encode

@@ -53,6 +53,18 @@ class Settings(BaseSettings):
     stream_max_bytes: int = Field(
         2 * 1024**3, gt=0, description="Size cap of AOC_EVENTS; oldest events go first."
     )
+    audit_max_bytes: int = Field(
+        1024**3,
+        gt=0,
+        description="Size cap of AOC_AUDIT (the audit records, kept for the retention age); "
+        "new copies are refused when full, and the gateway alerts from 80%.",
+    )
+    refusal_fold_window_s: float = Field(
+        10.0,
+        gt=0,
+        description="Refused commands of one sender beyond the first 10 in this window are folded "
+        "into one audit record (its `repeats` says how many).",
+    )
     stream_replicas: int = Field(
         1, ge=1, le=5, description="Replicas of every AOC stream and KV bucket (3 in a cluster)."
     )

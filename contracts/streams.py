@@ -7,7 +7,14 @@ from __future__ import annotations
 import asyncio
 
 from nats.js import JetStreamContext
-from nats.js.api import DiscardPolicy, KeyValueConfig, StorageType, StreamConfig
+from nats.js.api import (
+    DiscardPolicy,
+    KeyValueConfig,
+    StorageType,
+    StreamConfig,
+    StreamSource,
+    SubjectTransform,
+)
 from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 
@@ -27,6 +34,39 @@ def events_stream(settings: Settings) -> StreamConfig:
         max_bytes=settings.stream_max_bytes,
         discard=DiscardPolicy.OLD,
         duplicate_window=settings.duplicate_window_s,
+        allow_direct=True,
+        deny_purge=True,
+        num_replicas=settings.stream_replicas,
+    )
+
+
+def audit_stream(settings: Settings) -> StreamConfig:
+    """AOC_AUDIT: a copy of every audit record of AOC_EVENTS, made by the server.
+
+    AOC_EVENTS drops its oldest events when it is full (``discard: old``): load could push
+    admin stop/start records out before their retention. This stream keeps them for the
+    retention age: it *sources* only the audit subjects, has its own byte cap and
+    ``discard: new`` (when full it refuses new copies rather than drop old records; the
+    gateway alerts well before that, docs/security.md). AOC_EVENTS stays the one ordered
+    log the gateway reads; ``aoc audit replay`` reads the copies of whatever AOC_EVENTS
+    evicted. Each copy carries ``Nats-Stream-Source: AOC_EVENTS <seq> ...``."""
+    wildcard = "{{wildcard(1)}}"
+    transforms = [
+        SubjectTransform(src=subjects.evt("*", kind), dest=subjects.evt(wildcard, kind))
+        for kind in subjects.AUDIT_EVENT_TYPES
+    ]
+    transforms.append(
+        SubjectTransform(src=subjects.GATEWAY_AUDIT_SUBJECT, dest=subjects.GATEWAY_AUDIT_SUBJECT)
+    )
+    return StreamConfig(
+        name=subjects.AUDIT_STREAM,
+        description="AOC audit records (sourced from AOC_EVENTS), kept for the retention age",
+        subjects=[],
+        sources=[StreamSource(name=subjects.EVENTS_STREAM, subject_transforms=transforms)],
+        storage=StorageType.FILE,
+        max_age=settings.retention_days * DAY,
+        max_bytes=settings.audit_max_bytes,
+        discard=DiscardPolicy.NEW,
         allow_direct=True,
         deny_purge=True,
         num_replicas=settings.stream_replicas,
@@ -111,6 +151,7 @@ async def ensure_all(js: JetStreamContext, settings: Settings) -> dict[str, KeyV
     await asyncio.gather(
         ensure_stream(js, events_stream(settings)), ensure_stream(js, heartbeats_stream(settings))
     )
+    await ensure_stream(js, audit_stream(settings))  # it sources AOC_EVENTS: created after it
     # (the desired state was a KV bucket before it became the newest lifecycle event)
     commands, leases = await asyncio.gather(
         ensure_bucket(js, command_ids_bucket(settings)), ensure_bucket(js, leases_bucket(settings))

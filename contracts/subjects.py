@@ -11,6 +11,21 @@ EVENTS_STREAM = "AOC_EVENTS"
 EVENTS_SUBJECTS = f"{EVT_PREFIX}.>"
 HEARTBEATS_STREAM = "AOC_HEARTBEATS"
 HEARTBEATS_SUBJECTS = f"{HB_PREFIX}.>"
+# The audit records, copied from AOC_EVENTS by the server (a sourced stream with no
+# subjects of its own): kept for the retention age whatever load does to AOC_EVENTS
+AUDIT_STREAM = "AOC_AUDIT"
+# event types that are audit records: who did what to which engine, and crashes
+AUDIT_EVENT_TYPES = (
+    "command_handled",
+    "lifecycle_changed",
+    "process_crashed",
+    "engine_recovered",
+    "instance_took_over",
+    "kill_switch_engaged",
+    "entry_annotated",
+)
+# the gateway's own audit (token created / revoked) is an activity_recorded event
+GATEWAY_AUDIT_SUBJECT = f"{EVT_PREFIX}.gateway.activity_recorded"
 
 COMMAND_IDS_BUCKET = "aoc_command_ids"
 LEASES_BUCKET = "aoc_leases"  # one key per engine: which instance is active (services/runtime/lease.py)

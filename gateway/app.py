@@ -2,8 +2,9 @@
 lifespan and on ``app.state.gateway``.
 
 Request path, outermost first: security headers -> CORS (only with AOC_CORS_ORIGINS)
--> request context (correlation id, access log, latency) -> access check (who, may
-they, rate limit) -> FastAPI (body size limit, routing, the post-routing access check)."""
+-> request context (correlation id, access log, latency) -> error guard (a JSON 500
+with those headers) -> body size limit (JSON 413) -> access check (who, may they, rate
+limit) -> FastAPI (routing, the post-routing access check)."""
 
 from __future__ import annotations
 
@@ -12,17 +13,19 @@ from typing import Any
 
 import structlog
 from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry
 
 from contracts.settings import Settings, get_settings
-from gateway.control import EngineTimeout, UnknownSystem
+from gateway.control import CommandRefused, EngineTimeout, UnknownSystem
 from gateway.routes import route_modules
 from gateway.routes.prometheus import BusCollector, HttpMetrics
 from gateway.security import api as auth_api
 from gateway.security.access import AccessGuard, AccessMiddleware, verify_route_access
 from gateway.security.context import RequestContextMiddleware
+from gateway.security.errors import BodyLimit, ErrorGuard, not_unicode, too_deep, validation_error
 from gateway.security.headers import SecurityHeadersMiddleware
 from gateway.state import GatewayState
 from services.runtime.bus import barrier
@@ -59,7 +62,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url="/docs" if docs else None,
         redoc_url="/redoc" if docs else None,
         openapi_url="/openapi.json" if docs else None,
-        max_body_size=settings.max_body_bytes,
+        # the body limit is gateway.security.errors.BodyLimit, inside the middlewares that
+        # add the security headers (FastAPI's own 413 is sent outside them)
         # the authoritative access check, on the route the router actually chose
         dependencies=[Depends(verify_route_access)],
     )
@@ -77,6 +81,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.access_guard = guard
     # add_middleware puts each one outside the ones before it
     app.add_middleware(AccessMiddleware, guard=guard)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(ErrorGuard)
     app.add_middleware(RequestContextMiddleware, observe=http_metrics.observe)
     if settings.cors_origins:
         app.add_middleware(
@@ -89,6 +95,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_age=600,
         )
     app.add_middleware(SecurityHeadersMiddleware, csp=settings.csp)
+
+    app.add_exception_handler(RequestValidationError, validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RecursionError, too_deep)  # type: ignore[arg-type]
+    app.add_exception_handler(UnicodeEncodeError, not_unicode)  # type: ignore[arg-type]
+
+    @app.exception_handler(CommandRefused)
+    async def command_refused(_: Request, exc: CommandRefused) -> JSONResponse:
+        return JSONResponse({"detail": str(exc), "error": "invalid_command"}, status_code=422)
 
     @app.exception_handler(UnknownSystem)
     async def unknown_system(_: Request, exc: UnknownSystem) -> JSONResponse:

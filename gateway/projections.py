@@ -114,6 +114,20 @@ class LifecycleView:
 
 
 @dataclass(slots=True)
+class CrashView:
+    """The last crash of an engine: the launcher's process_crashed or the engine's own
+    engine_recovered (the dashboard says "restarted N s ago after a crash")."""
+
+    seq: int
+    time: str
+    type: str
+    detail: str
+
+
+CRASH_TYPES = frozenset({"process_crashed", "engine_recovered"})
+
+
+@dataclass(slots=True)
 class HeartbeatView:
     beat: Heartbeat
     received: datetime  # the stream's timestamp: one clock for every engine
@@ -126,6 +140,7 @@ class Projection:
         self.applied_seq = 0
         self.lifecycle: dict[str, LifecycleView] = {}
         self.heartbeats: dict[str, HeartbeatView] = {}
+        self.crashes: dict[str, CrashView] = {}
         self.version = 0
         self.undecodable = 0
         self._trim_at = window + max(window // 10, 1)
@@ -172,6 +187,8 @@ class Projection:
             self.lifecycle[event.system] = LifecycleView(
                 seq, event.time, change.state, change.desired, change.reason
             )
+        elif event.type in CRASH_TYPES and event.system in SYSTEMS:
+            self.crashes[event.system] = CrashView(seq, event.time, event.type, summary.detail)
         self.applied_seq = seq
         self.version += 1
 

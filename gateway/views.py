@@ -27,6 +27,20 @@ def system_state(projection: Projection, slug: str, now: datetime, heartbeat_tim
     return beat.beat.status.state
 
 
+CRASH_NOTICE_S = 600.0  # how long a card says "restarted N s ago after a crash"
+
+
+def last_crash(projection: Projection, slug: str, now: datetime) -> dict[str, Any] | None:
+    crash = projection.crashes.get(slug)
+    if crash is None:
+        return None
+    age = (now - datetime.fromisoformat(crash.time)).total_seconds()
+    if age > CRASH_NOTICE_S:
+        return None
+    age = round(max(age, 0.0), 1)
+    return {"type": crash.type, "time": crash.time, "age_seconds": age, "detail": crash.detail}
+
+
 def system_view(projection: Projection, slug: str, now: datetime, heartbeat_timeout: float) -> dict[str, Any]:
     info = SYSTEMS[slug]
     state = system_state(projection, slug, now, heartbeat_timeout)
@@ -57,6 +71,7 @@ def system_view(projection: Projection, slug: str, now: datetime, heartbeat_time
             heartbeat_age_seconds=round((now - beat.received).total_seconds(), 1),
         )
     view["desired"] = life.desired if life else (beat.beat.status.desired if beat else None)
+    view["last_crash"] = last_crash(projection, slug, now)
     return view
 
 

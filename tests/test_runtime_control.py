@@ -122,8 +122,12 @@ async def test_duplicate_is_recognised_by_a_fresh_engine_process(settings, nc):
     async with running_engines(settings, ["advisory-refresh"]):
         first, _ = await ask(nc, "aoc.ctl.advisory-refresh.stop", body)
     async with running_engines(settings, ["advisory-refresh"]) as hosts:
-        again, _ = await ask(nc, "aoc.ctl.advisory-refresh.start", body)  # same id: acts once
-        assert first.changed and again.duplicate
+        again, _ = await ask(nc, "aoc.ctl.advisory-refresh.stop", body)  # same id, same request: acts once
+        assert first.changed and again.duplicate and not again.changed
+        # the same id for another verb is refused, naming the first request (issue 11)
+        other, _ = await ask(nc, "aoc.ctl.advisory-refresh.start", body)
+        assert not other.ok and other.error == "idempotency_key_reused"
+        assert other.result["first_request"]["verb"] == "stop"
         assert hosts["advisory-refresh"].lifecycle.state == "stopped"
 
 

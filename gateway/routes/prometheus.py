@@ -75,6 +75,7 @@ class BusCollector(Collector):
     def __init__(self, gateway: Callable[[], GatewayState | None]) -> None:
         self._gateway = gateway
         self.stream: dict[str, Any] = {}  # set by the handler before each scrape (async call)
+        self.audit: dict[str, Any] = {}
         self._counted_seq = 0
         self._commands: Counter[tuple[str, str, str]] = Counter()
         self._events: Counter[tuple[str, str]] = Counter()
@@ -126,6 +127,27 @@ class BusCollector(Collector):
         )
         yield _gauge("aoc_nats_connected", "1 while the gateway is connected to NATS", gw.nc.is_connected)
         yield _gauge("aoc_sse_clients", "Open dashboard event streams", gw.live_connections)
+        audit = self.audit
+        yield _gauge("aoc_audit_bytes", "Bytes in AOC_AUDIT (the audit records)", audit.get("bytes", 0))
+        yield _gauge("aoc_audit_max_bytes", "Byte cap of AOC_AUDIT", audit.get("max_bytes", 0))
+        yield _gauge(
+            "aoc_audit_fill_ratio",
+            "Share of AOC_AUDIT's byte cap in use (it refuses new copies when full; alert from 0.8)",
+            audit.get("fill_ratio", 0.0),
+        )
+        yield _gauge(
+            "aoc_audit_source_lag", "Audit records AOC_AUDIT has yet to copy", audit.get("source_lag", 0)
+        )
+        drops = CounterMetricFamily(
+            "aoc_nats_slow_consumer_drops",
+            "Messages the gateway's subscriptions dropped because they fell behind (slow consumer)",
+            labels=["subscription"],
+        )
+        # the guard subscriptions always have a series, so an alert can watch them from 0
+        counts = {"aoc.ctl.*.*": 0, "aoc.ctl.*.*.*": 0, **gw.drops.by_subscription}
+        for subscription, count in sorted(counts.items()):
+            drops.add_metric([subscription], count)
+        yield drops
 
     def _engines(self, gw: GatewayState) -> Iterator[Metric]:
         now = datetime.now(UTC)
@@ -186,4 +208,5 @@ async def metrics(request: Request, gw: Gateway) -> Response:
     collector: BusCollector = request.app.state.bus_collector
     collector.stream = await gw.stream_state()
     await siem.refresh_metrics(request.app, gw)  # the SIEM sinks and alerts (gateway/routes/siem.py)
+    collector.audit = await gw.audit_state()
     return Response(generate_latest(request.app.state.metrics_registry), media_type=CONTENT_TYPE_LATEST)

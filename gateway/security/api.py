@@ -15,7 +15,7 @@ from contracts.events import ActivityRecorded, Summary, new_event
 from gateway.deps import CorrelationId, CurrentIdentity, Gateway
 from gateway.security.authn import Authenticator
 from gateway.security.policy import AUTH_API, STREAM
-from gateway.security.roles import Identity, Role
+from gateway.security.roles import Identity, Role, canonical_name
 from gateway.security.tokens import TokenError, TokenExists
 
 router = APIRouter(prefix=AUTH_API, tags=["auth"])
@@ -68,10 +68,11 @@ async def create_token(
         raise HTTPException(409, str(exc)) from None
     except TokenError as exc:
         raise HTTPException(422, str(exc)) from None
-    detail = f"API token {body.name!r} ({role.label}) created"
+    name = canonical_name(body.name)  # names are case-insensitive: this is the one it has
+    detail = f"API token {name!r} ({role.label}) created"
     await _audit(gw, identity, "token_created", detail, correlation_id)
     # the only time the token is shown: it is stored as a digest
-    return {"name": body.name, "role": role.label, "token": token}
+    return {"name": name, "role": role.label, "token": token}
 
 
 @router.delete("/tokens/{name}", status_code=204)
@@ -80,7 +81,7 @@ async def revoke_token(
 ) -> Response:
     if not _authenticator(request).store.revoke(name):
         raise HTTPException(404, f"no token named {name!r}")
-    await _audit(gw, identity, "token_revoked", f"API token {name!r} revoked", correlation_id)
+    await _audit(gw, identity, "token_revoked", f"API token {canonical_name(name)!r} revoked", correlation_id)
     return Response(status_code=204)
 
 

@@ -20,7 +20,7 @@ import jwt
 
 from contracts.settings import Settings
 from gateway.security.jwtverify import InvalidToken, JwtVerifier
-from gateway.security.roles import Identity, Role
+from gateway.security.roles import Identity, Role, canonical_name
 from gateway.security.tokens import ADMIN, TOKEN_PREFIX, TokenStore, digest
 
 TICKET_ISSUER = "aoc-gateway"
@@ -60,7 +60,7 @@ class Authenticator:
         record = self.store.find(token)
         if record is None or (record.name == ADMIN and self._admin_digest is not None):
             raise InvalidToken("unknown or revoked token")
-        return Identity(record.name, Role.parse(record.role), "token")
+        return Identity(canonical_name(record.name), Role.parse(record.role), "token")
 
     # --- stream tickets -----------------------------------------------------------------
 

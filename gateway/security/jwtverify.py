@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from contracts.settings import Settings
-from gateway.security.roles import Identity, Role, valid_actor_name
+from gateway.security.roles import BOOTSTRAP_ADMIN, Identity, Role, canonical_name, valid_actor_name
 
 REQUIRED_CLAIMS = ["exp", "nbf", "iss", "aud", "sub"]
 
@@ -84,6 +84,10 @@ class JwtVerifier:
         subject = str(claims["sub"])
         if not valid_actor_name(subject):
             raise InvalidToken("JWT rejected: the subject is not a usable actor name")
+        subject = canonical_name(subject)
+        if subject == BOOTSTRAP_ADMIN:
+            # one name, one credential: "admin" in the audit log is the bootstrap token
+            raise InvalidToken("JWT rejected: the subject 'admin' is reserved for the bootstrap admin token")
         return Identity(subject, Role.highest(claims.get(self.role_claim)), "jwt")
 
 

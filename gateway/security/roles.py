@@ -9,6 +9,7 @@ Roles are ordered: each one may do everything the one below it may.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -50,9 +51,21 @@ BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="aoc"'}  # what a 401 asks
 # Actors that mean something else in the audit log: the engines record themselves by
 # slug, the gateway as "gateway", raw NATS senders as "nats:<user>".
 RESERVED_NAMES = frozenset({*SYSTEMS, "gateway", "system", "anonymous", "cli", "all"})
-_NAME = re.compile(r"^[A-Za-z0-9][\w.@+|-]{0,127}$")
+# the canonical form: ASCII only, so no look-alike (a Cyrillic "a" in "admin") passes
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_.@+|-]{0,127}$")
+# reserved for the bootstrap admin token (`aoc up`, AOC_ADMIN_TOKEN): no JWT may carry it
+BOOTSTRAP_ADMIN = "admin"
+
+
+def canonical_name(name: str) -> str:
+    """Names are case-insensitive: "Admin", "ADMIN" and "admin" are one identity in the
+    audit log, the rate limiter and the token registry (NFKC, then case-folded), so
+    nobody can pass for someone by changing the case of a letter (docs/decisions.md)."""
+    return unicodedata.normalize("NFKC", name).casefold()
 
 
 def valid_actor_name(name: str) -> bool:
-    """Names an identity may carry into the audit log (no ':' — that marks 'nats:<user>')."""
-    return bool(_NAME.fullmatch(name)) and name.lower() not in RESERVED_NAMES
+    """Names an identity may carry into the audit log (no ':' — that marks 'nats:<user>'),
+    judged on their canonical form."""
+    canonical = canonical_name(name)
+    return bool(_NAME.fullmatch(canonical)) and canonical not in RESERVED_NAMES

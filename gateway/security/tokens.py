@@ -32,7 +32,7 @@ from pathlib import Path
 
 from contracts.settings import Settings
 from gateway.security.files import write_private
-from gateway.security.roles import Role, valid_actor_name
+from gateway.security.roles import Role, canonical_name, valid_actor_name
 
 TOKEN_PREFIX = "aoc_"  # recognisable by secret scanners and in a leaked log line
 ADMIN = "admin"
@@ -98,7 +98,7 @@ class TokenStore:
             raw = json.loads(self.path.read_text() or "{}")
             for item in raw.get("tokens", []):
                 record = TokenRecord(**item)
-                records[record.name] = record
+                records[canonical_name(record.name)] = record
         self._records = records
         self._by_digest = {record.sha256: record for record in records.values()}
         self._stamp = stamp
@@ -122,18 +122,24 @@ class TokenStore:
         self._by_digest = {record.sha256: record for record in self._records.values()}
         self._stamp = self._stat()
 
-    def create(self, name: str, role: Role, created_by: str) -> str:
-        """A new token for ``name``; returns the token, which is never stored."""
+    def create(self, name: str, role: Role, created_by: str, *, bootstrap: bool = False) -> str:
+        """A new token for ``name``; returns the token, which is never stored. The name
+        ``admin`` is the bootstrap token's (``aoc up``): nobody else may take it."""
+        if canonical_name(name) == ADMIN and not bootstrap:
+            raise TokenError(f"{name!r} is the bootstrap admin token's name (names are case-insensitive)")
         if not valid_actor_name(name):
             raise TokenError(
-                f"invalid token name {name!r}: 1-128 letters, digits and . _ @ + | -, "
+                f"invalid token name {name!r}: 1-128 ASCII letters, digits and . _ @ + | -, "
                 "not an engine slug or a reserved name"
             )
+        name = canonical_name(name)  # "Admin" is "admin": one name, one identity
         token = new_token()
         with self._lock:
             self._refresh()
             if name in self._records:
-                raise TokenExists(f"a token named {name!r} exists; revoke it first")
+                raise TokenExists(
+                    f"a token named {name!r} exists (names are case-insensitive); revoke it first"
+                )
             self._records[name] = TokenRecord(
                 name=name,
                 role=role.label,
@@ -147,7 +153,7 @@ class TokenStore:
     def revoke(self, name: str) -> bool:
         with self._lock:
             self._refresh()
-            if self._records.pop(name, None) is None:
+            if self._records.pop(canonical_name(name), None) is None:
                 return False
             self._save()
             return True
@@ -166,7 +172,7 @@ def ensure_admin_token(registry: Path, token_file: Path) -> tuple[str | None, bo
             return token_file.read_text().strip() or None, False
         except FileNotFoundError:
             return None, False
-    token = store.create(ADMIN, Role.ADMIN, created_by="aoc up")
+    token = store.create(ADMIN, Role.ADMIN, created_by="aoc up", bootstrap=True)
     write_private(token_file, token + "\n")
     return token, True
 

@@ -5,6 +5,15 @@ while the gateway is down and sees events older than the gateway's in-memory win
 It reads with an ordered push consumer and a callback (the fast path, NATS-NOTES.md),
 filters client-side so every stream sequence passes by, and reports the sequences
 that are missing (deleted, or expired by retention).
+
+Events gone from the head of AOC_EVENTS went one of two ways, and replay tells which:
+
+- **aged out by retention age** (``max_age``): expected, exit 0;
+- **evicted by size before their retention** (AOC_EVENTS was full and dropped its oldest):
+  proved by audit records that AOC_AUDIT still holds, copied from a sequence below
+  AOC_EVENTS' first one, and younger than the retention age. Those records are
+  replayed (so the admin's stop/start is still on record), and replay exits 4
+  (EXIT_EVICTED): the stream is too small for its load.
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ from services.runtime.bus import NatsCredentials, inbox_prefix
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_GAPS = 3
+EXIT_EVICTED = 4  # events were evicted by size before their retention age
 
 CSV_COLUMNS = (
     "seq",
@@ -198,9 +208,13 @@ class ReplayStats:
     gaps: list[tuple[int, int]] = field(default_factory=list)  # missing sequence ranges
     aged_out: int = 0  # events 1..aged_out are gone from the stream's head
     undecodable: int = 0  # messages on aoc.evt.* that are not envelopes (counted in replayed)
+    evicted_by_size: bool = False  # the head went because the stream was full, not by age
+    recovered: int = 0  # audit records of the gone head replayed from AOC_AUDIT
 
     @property
     def exit_code(self) -> int:
+        if self.evicted_by_size:
+            return EXIT_EVICTED
         return EXIT_GAPS if self.gaps else EXIT_OK
 
 
@@ -319,7 +333,13 @@ async def replay(
         with contextlib.suppress(Exception):
             await nc.close()
     gaps = len(stats.gaps)
-    err.write(f"replayed {stats.replayed} events ({stats.matched} matched), {gaps} gap{'s' * (gaps != 1)}\n")
+    line = f"replayed {stats.replayed} events ({stats.matched} matched), {gaps} gap{'s' * (gaps != 1)}"
+    if stats.aged_out:
+        how = "EVICTED BY SIZE before retention" if stats.evicted_by_size else "aged out by retention age"
+        line += f"; events 1..{stats.aged_out} {how}"
+        if stats.recovered:
+            line += f" ({stats.recovered} audit records recovered from {subjects.AUDIT_STREAM})"
+    err.write(line + "\n")
     err.flush()
     return stats
 
@@ -358,16 +378,34 @@ async def _replay_stream(nc: Any, options: ReplayOptions, writer: Any, progress:
     except NotFoundError:
         raise ReplayError(f"stream {subjects.EVENTS_STREAM} does not exist: no events recorded yet") from None
     state = info.state
+    head_gone = state.first_seq - 1 if state.messages else state.last_seq
+    recovered: list[tuple[int, Envelope]] = []
+    evicted = False
+    if head_gone > 0:
+        recovered, evicted = await _audit_copies_below(js, head_gone + 1, info.config.max_age or 0.0, options)
     if options.since is None:
         run = _Replay(options, writer.write, progress, first_seq=state.first_seq, end_seq=state.last_seq)
-        if state.first_seq > 1:
-            run.stats.aged_out = state.first_seq - 1
-            progress.say(f"note: events 1..{state.first_seq - 1} aged out of retention")
+        if head_gone > 0:
+            run.stats.aged_out = head_gone
+            if evicted:
+                progress.say(
+                    f"EVICTED: events 1..{head_gone} were evicted by size before their retention age "
+                    f"(AOC_EVENTS is full: raise AOC_STREAM_MAX_BYTES); {len(recovered)} audit records of "
+                    f"them are kept in {subjects.AUDIT_STREAM} and replayed first"
+                )
+            else:
+                progress.say(f"note: events 1..{head_gone} aged out by retention age")
         config = ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
     else:
         run = _Replay(options, writer.write, progress, first_seq=None, end_seq=state.last_seq)
         config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=options.since)
 
+    run.stats.evicted_by_size = evicted
+    for seq, event in recovered:  # in source order, before everything still in AOC_EVENTS
+        if run._wanted(event) and _within(event, options):
+            writer.write(seq, event)
+            run.stats.recovered += 1
+            run.stats.matched += 1
     if state.messages:  # a consumer on an empty stream would never call back
         sub = await js.subscribe(
             subjects.EVENTS_SUBJECTS,
@@ -387,6 +425,68 @@ async def _replay_stream(nc: Any, options: ReplayOptions, writer: Any, progress:
     run.check_tail()
     progress.update(run.stats.replayed, run.stats.replayed, force=True)
     return run.stats
+
+
+def _within(event: Envelope, options: ReplayOptions) -> bool:
+    return (options.since is None or event.time >= options.since) and (
+        options.until is None or event.time <= options.until
+    )
+
+
+def source_seq(headers: dict[str, str] | None) -> int | None:
+    """The AOC_EVENTS sequence of a copy in AOC_AUDIT ('Nats-Stream-Source: AOC_EVENTS 12 ...')."""
+    value = (headers or {}).get("Nats-Stream-Source", "")
+    parts = value.split(" ")
+    if len(parts) >= 2 and parts[0] == subjects.EVENTS_STREAM and parts[1].isdigit():
+        return int(parts[1])
+    return None
+
+
+async def _audit_copies_below(
+    js: Any, first_seq: int, max_age: float, options: ReplayOptions
+) -> tuple[list[tuple[int, Envelope]], bool]:
+    """The AOC_AUDIT copies of events below ``first_seq`` (gone from AOC_EVENTS), and
+    whether any is younger than the retention age: then the head was evicted by size."""
+    try:
+        info = await js.stream_info(subjects.AUDIT_STREAM)
+    except NotFoundError:
+        return [], False
+    if not info.state.messages:
+        return [], False
+    copies: list[tuple[int, Envelope]] = []
+    young = False
+    now = datetime.now(UTC)
+    done = asyncio.Event()
+
+    async def on_copy(msg: Any) -> None:
+        nonlocal young
+        seq = source_seq(msg.headers)
+        meta = msg.metadata
+        if seq is not None and seq < first_seq:
+            with contextlib.suppress(msgspec.DecodeError):
+                event = envelope_decoder.decode(msg.data)
+                copies.append((seq, event))
+                # the event's own time, with a margin: its copy was stored a moment after it,
+                # so a copy outliving its original by that moment is still ageing out
+                age = (now - event.time).total_seconds()
+                young = young or max_age <= 0 or age < max_age * 0.99 - 1.0
+        if (seq is not None and seq >= first_seq) or meta.num_pending == 0:
+            done.set()
+
+    sub = await js.subscribe(
+        subjects.EVENTS_SUBJECTS,
+        stream=subjects.AUDIT_STREAM,
+        ordered_consumer=True,
+        cb=on_copy,
+        config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
+    )
+    try:
+        async with asyncio.timeout(60):
+            await done.wait()
+    finally:
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
+    return copies, young and bool(copies)
 
 
 async def _wait_until_done(run: _Replay, sub: Any) -> None:

@@ -291,7 +291,9 @@ Gaps in the stream sequence (deleted or expired events) are reported on stderr, 
 summary line at the end.
 
 exit status: 0 replay complete; 1 error (NATS unreachable, no stream, bad time); 2 usage;
-3 replay complete but sequence gaps were found."""
+3 replay complete but sequence gaps were found; 4 events were evicted by size
+before their retention age (AOC_EVENTS is too small for its load; their audit records
+are replayed from AOC_AUDIT)."""
 
 
 def build_parser() -> argparse.ArgumentParser:

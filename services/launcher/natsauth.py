@@ -18,6 +18,9 @@ Who may do what on the bus (docs/security.md has the table for operators):
   consumers on ``AOC_EVENTS`` (create, info, pull, ack; never delete), publishes only
   ``aoc.evt.siem.>`` (its alerts) and writes only its status bucket ``aoc_siem``. It
   sends no control command and answers none;
+- ``launcher`` (`aoc up`'s supervisor) publishes one thing: ``aoc.evt.<process>.process_crashed``
+  when a child ends by a signal or a non-zero exit (it saw the exit status); it reads
+  nothing and sends no command;
 - ``admin`` is for break-glass JetStream maintenance (edit a stream, delete a message):
   everything except sending control commands or forging events and heartbeats;
 - nobody connects without a user.
@@ -45,6 +48,7 @@ from dataclasses import dataclass, field
 
 import contracts
 from contracts import subjects
+from contracts.events import ProcessCrashed
 from contracts.siem import SIEM
 from contracts.systems import SYSTEMS
 from services.runtime.bus import inbox_prefix
@@ -52,6 +56,7 @@ from services.runtime.bus import inbox_prefix
 JS = "$JS.API"
 GATEWAY = "gateway"
 ADMIN = "admin"
+LAUNCHER = "launcher"
 HEAL_CHECK = "heal-check"
 HEAL_CHECK_VERBS = ("restart", "status", "detail")  # heal-check remediates; it never stops anything
 PROTECTED_AREAS = frozenset({"ctl", "evt", "hb", "inst"})
@@ -248,6 +253,14 @@ def operator_permissions(user: str, catalog: Catalog) -> Permissions:
     )
 
 
+def launcher_permissions() -> Permissions:
+    """Least privilege: the crash record of a child, and the acks of those publishes."""
+    return Permissions(
+        publish=[subjects.evt("*", ProcessCrashed.TYPE)],
+        subscribe=[f"{inbox_prefix(LAUNCHER)}.>"],
+    )
+
+
 def admin_permissions() -> Permissions:
     return Permissions(
         publish=[">"],
@@ -260,12 +273,13 @@ def admin_permissions() -> Permissions:
 
 def all_permissions(operators: list[str], catalog: Catalog | None = None) -> dict[str, Permissions]:
     catalog = catalog or contract_catalog()
-    clashes = {*SYSTEMS, GATEWAY, SIEM, ADMIN}.intersection(operators)
+    clashes = {*SYSTEMS, GATEWAY, SIEM, ADMIN, LAUNCHER}.intersection(operators)
     if clashes:
         raise ValueError(f"operator user names clash with service users: {sorted(clashes)}")
     table = {slug: engine_permissions(slug, catalog) for slug in SYSTEMS}
     table[GATEWAY] = gateway_permissions(catalog)
     table[SIEM] = siem_permissions(catalog)
     table.update({user: operator_permissions(user, catalog) for user in operators})
+    table[LAUNCHER] = launcher_permissions()
     table[ADMIN] = admin_permissions()
     return table

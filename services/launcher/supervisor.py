@@ -17,7 +17,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +28,7 @@ import httpx
 from contracts.settings import Settings
 from contracts.systems import SYSTEMS
 from gateway.security.tokens import admin_token_notice
+from services.launcher.crashes import CrashReporter
 from services.launcher.natsserver import NatsServer
 
 STOP_GRACE_S = 10.0  # SIGTERM, then this long before SIGKILL
@@ -92,16 +93,28 @@ def _die_with_launcher() -> None:  # pragma: no cover - runs in the forked child
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
+# told of every exit outside shutdown: (child, exit code, uptime, delay before the restart)
+ExitHook = Callable[["Child", int, float, float], Awaitable[None]]
+
+
 class Child:
     """One supervised process: started, watched, restarted with backoff until stopping."""
 
-    def __init__(self, spec: ChildSpec, stopping: asyncio.Event, log: Callable[[str], None] = say) -> None:
+    def __init__(
+        self,
+        spec: ChildSpec,
+        stopping: asyncio.Event,
+        log: Callable[[str], None] = say,
+        on_exit: ExitHook | None = None,
+    ) -> None:
         self.spec = spec
         self.process: asyncio.subprocess.Process | None = None
         self.restarts = 0
         self._stopping = stopping
         self._backoff = Backoff()
         self._log = log
+        self._on_exit = on_exit
+        self._reports: set[asyncio.Task[None]] = set()
 
     @property
     def pid(self) -> int | None:
@@ -128,6 +141,10 @@ class Child:
                 f"{self.spec.name} (pid {self.process.pid}) exited with {describe_exit(code)} "
                 f"after {uptime:.1f}s; restart #{self.restarts} in {delay:g}s (log: {self.spec.log_file})"
             )
+            if self._on_exit is not None:  # at once, not after the backoff: the crash is news now
+                task = asyncio.create_task(self._on_exit(self, code, uptime, delay))
+                self._reports.add(task)
+                task.add_done_callback(self._reports.discard)
             await self._pause(delay)
 
     def _open_log(self) -> BinaryIO:
@@ -169,9 +186,11 @@ class Child:
 
 
 class Supervisor:
-    def __init__(self, specs: list[ChildSpec], log: Callable[[str], None] = say) -> None:
+    def __init__(
+        self, specs: list[ChildSpec], log: Callable[[str], None] = say, on_exit: ExitHook | None = None
+    ) -> None:
         self.stopping = asyncio.Event()
-        self.children = [Child(spec, self.stopping, log) for spec in specs]
+        self.children = [Child(spec, self.stopping, log, on_exit) for spec in specs]
         self._tasks: dict[asyncio.Task[None], Child] = {}
         self._log = log
 
@@ -338,7 +357,20 @@ async def run_up(settings: Settings) -> int:
     for line in admin_token_notice(settings, public_base_url(settings)):
         say(line)
 
-    supervisor = Supervisor(child_specs(settings))
+    reporter = CrashReporter(settings, say)
+
+    async def report_exit(child: Child, code: int, uptime: float, delay: float) -> None:
+        assert child.process is not None
+        await reporter.report(
+            child.spec.name,
+            pid=child.process.pid,
+            returncode=code,
+            uptime_s=uptime,
+            restarts=child.restarts,
+            restart_in_s=delay,
+        )
+
+    supervisor = Supervisor(child_specs(settings), on_exit=report_exit)
     supervisor.start()
     say(f"started {len(supervisor.children)} services; logs in {settings.data_dir / 'logs'}")
     helpers = [asyncio.create_task(announce_when_healthy(settings))]
@@ -351,6 +383,7 @@ async def run_up(settings: Settings) -> int:
         task.cancel()
     await asyncio.gather(*helpers, return_exceptions=True)
     await supervisor.stop()
+    await reporter.close()
     if server is not None:
         await asyncio.to_thread(server.stop)
     say("stopped")

@@ -16,14 +16,14 @@ import asyncio
 import json
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import nats
 import structlog
 from nats.aio.client import Client
-from nats.errors import ConnectionClosedError, NoRespondersError
+from nats.errors import ConnectionClosedError, NoRespondersError, SlowConsumerError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
@@ -32,6 +32,7 @@ from nats.js.errors import BadRequestError, NoStreamResponseError, ServiceUnavai
 from contracts import subjects
 from contracts.events import Envelope, Heartbeat, encode
 from contracts.settings import Settings
+from services.runtime.drops import DropCounter
 
 log = structlog.get_logger()
 
@@ -93,11 +94,34 @@ def connect_options(settings: Settings, identity: str) -> dict[str, Any]:
     return options
 
 
-async def connect(settings: Settings, name: str) -> Client:
+async def connect(
+    settings: Settings,
+    name: str,
+    *,
+    on_slow_consumer: Callable[[SlowConsumerError], Awaitable[None]] | None = None,
+) -> Client:
+    """``on_slow_consumer`` is told of every message a subscription dropped; it runs in
+    the client's read loop, so it must not wait on the server (schedule publishes)."""
     identity = service_identity(name)
     options = connect_options(settings, identity)
+    drops = DropCounter()
 
     async def on_error(exc: Exception) -> None:
+        if isinstance(exc, SlowConsumerError):
+            if on_slow_consumer is not None:
+                await on_slow_consumer(exc)
+                return
+            # one call per dropped message: a line per drop would flood the log
+            subscription = getattr(exc.sub, "subject", "") or "?"
+            covered = drops.note(subscription, exc.subject, time.monotonic())
+            if covered:
+                log.warning(
+                    "nats.slow_consumer",
+                    subscription=subscription,
+                    dropped=covered,
+                    dropped_total=drops.total,
+                )
+            return
         text = str(exc)
         if "permissions violation" in text.lower():
             # a subject this service needs is missing from services/launcher/natsauth.py
@@ -149,6 +173,7 @@ class EventPublisher:
 
     def __init__(self, js: JetStreamContext, *, deadline: float = 30.0, keep: int = 200) -> None:
         self._js = js
+        self.js = js
         self._deadline = deadline
         self._keep = keep
         self.published: list[tuple[Envelope, PubAck]] = []

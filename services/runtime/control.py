@@ -9,6 +9,7 @@ forms of human NATS users), hands each request to the host and sends the reply."
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,7 @@ from nats.micro.service import EndpointStats, Service
 from contracts import subjects
 from contracts.commands import VERBS, Command, CommandError, CommandReply, decode_command, reply_decoder
 from contracts.events import encode, new_id
+from services.runtime import refusals
 
 ANONYMOUS_NATS = "nats:anonymous"
 VERSION = "0.1.0"
@@ -50,6 +52,7 @@ class ControlRequest:
     refusal: Refusal | None = None
     body: bytes = b""  # as received: what a standby forwards to the active instance
     headers: dict[str, str] | None = None
+    body_digest: str = ""  # SHA-256 of a refused body that could not be decoded
 
     @property
     def mutating(self) -> bool:
@@ -61,13 +64,34 @@ class ControlRequest:
         return self.verb == "restart" and self.command.args.get("unless_stopped") is True
 
 
+# values of the Aoc-Origin hint a relay may send (the gateway: "http", or "mcp:<client>"
+# for the MCP server's calls, gateway/origin.py); see command_origin
+RELAYED_ORIGINS = frozenset({"http", "cli"})
+RELAYED_MCP_ORIGIN = re.compile(r"mcp:[a-z0-9._-]{1,48}")
+
+
+def command_origin(subject: str, headers: dict[str, str]) -> str:
+    """Where a command came from, decided here, by the receiver.
+
+    The five-token form ``aoc.ctl.<system>.<verb>.<user>`` is a human NATS user's: its
+    origin is "nats" (or "all" for the broadcast), whatever headers the sender adds. Only
+    the four-token form may carry a relay's hint (``Aoc-Origin: http`` from the gateway),
+    because on the secure server only the gateway and heal-check may publish it — the hint
+    is trusted exactly as far as the relayed actor in the body (docs/security.md)."""
+    broadcast = subject.startswith(subjects.ctl("all", ""))
+    default = "all" if broadcast else "nats"
+    if subject.count(".") != 3:
+        return default
+    hint = headers.get("Aoc-Origin", "")
+    return hint if hint in RELAYED_ORIGINS or RELAYED_MCP_ORIGIN.fullmatch(hint) else default
+
+
 def parse_request(subject: str, body: bytes, headers: dict[str, str], reply_to: str | None) -> ControlRequest:
     parsed = subjects.parse_ctl(subject)
-    verb = parsed[1] if parsed else subject.rsplit(".", 1)[-1]
-    origin = "all" if subject.startswith(subjects.ctl("all", "")) else "nats"
-    origin = headers.get("Aoc-Origin", origin)
+    verb = refusals.bound(parsed[1] if parsed else subject.rsplit(".", 1)[-1], 64)
+    origin = command_origin(subject, headers)
 
-    def refused(error: str, message: str, command: Command) -> ControlRequest:
+    def refused(error: str, message: str, command: Command, body_digest: str = "") -> ControlRequest:
         return ControlRequest(
             subject,
             verb,
@@ -79,6 +103,7 @@ def parse_request(subject: str, body: bytes, headers: dict[str, str], reply_to: 
             Refusal(error, message),
             body,
             headers,
+            body_digest,
         )
 
     # nats-server does not check a push consumer's deliver subject against its
@@ -94,7 +119,9 @@ def parse_request(subject: str, body: bytes, headers: dict[str, str], reply_to: 
         command = decode_command(body)
     except CommandError as exc:
         sender = Command(actor=f"nats:{nats_user}") if nats_user else Command()
-        return refused("invalid_command", str(exc), sender)
+        # the message may quote the sender's field names: bounded, with the body's digest
+        message = f"{refusals.bound(str(exc))} (body {refusals.body_note(body)})"
+        return refused("invalid_command", message, sender, refusals.digest(body))
     if nats_user is not None:
         command = msgspec.structs.replace(command, actor=f"nats:{nats_user}")
     if verb not in VERBS:
@@ -105,7 +132,8 @@ def parse_request(subject: str, body: bytes, headers: dict[str, str], reply_to: 
         verb,
         origin,
         command,
-        command.actor or headers.get("Aoc-Actor") or ANONYMOUS_NATS,
+        # the actor: the server-vouched user (5 tokens) or the relayed body's; never a header
+        command.actor or ANONYMOUS_NATS,
         command_id,
         command.correlation_id or headers.get("X-Correlation-ID") or command_id,
         None,
@@ -186,7 +214,9 @@ class ControlEndpoints:
             if reply.ok:
                 await request.respond(encode(reply))
             else:
-                await request.respond_error(reply.error or "error", reply.message, data=encode(reply))
+                # the description travels in a header: ASCII, one line, bounded (the body has it all)
+                description = refusals.header_text(reply.message)
+                await request.respond_error(reply.error or "error", description, data=encode(reply))
         except ValueError:
             pass  # `nats pub` sends no reply subject: the audit event is the answer
 

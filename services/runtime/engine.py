@@ -35,6 +35,8 @@ class CycleOutcome:
     # a quiet outcome (nothing to do) is counted but not written to the event log,
     # so a 10 s queue check does not flood the activity feed
     quiet: bool = False
+    # the exception's type name when the cycle raised (set by the host, not by engines)
+    error_type: str | None = None
 
 
 @dataclass

@@ -11,8 +11,9 @@ from collections.abc import Callable
 
 import structlog
 
-from contracts.events import Heartbeat, StatusSnapshot, utcnow
-from services.runtime.bus import EventPublisher
+from contracts import subjects
+from contracts.events import Heartbeat, StatusSnapshot, encode, utcnow
+from services.runtime.bus import EventPublisher, publish_with_retry
 from services.runtime.process import process_metrics
 
 
@@ -50,7 +51,9 @@ class Heartbeats:
         """Beat now rather than at the next tick (after a state change)."""
         self._wakeup.set()
 
-    async def send(self) -> None:
+    async def send(self, *, final: bool = False) -> None:
+        """One heartbeat now. ``final``: the last one of a clean shutdown (acked and retried
+        briefly, since it tells the next process that this one did not crash)."""
         self._seq += 1
         role, epoch = self._role()
         beat = Heartbeat(
@@ -66,7 +69,12 @@ class Heartbeats:
             epoch=epoch,
             host=self.host,
             started=self.started,
+            final=final,
         )
+        if final:
+            subject = subjects.hb(self.slug, None if role == "active" else self.instance)
+            await publish_with_retry(self._publisher.js, subject, encode(beat), msg_id=None, deadline=3.0)
+            return
         await self._publisher.heartbeat(beat)
 
     async def stop(self) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
@@ -38,9 +39,11 @@ from contracts.events import (
     envelope_decoder,
     new_event,
     new_id,
+    utcnow,
 )
 from contracts.settings import Settings
-from contracts.streams import ensure_all
+from contracts.streams import command_ids_bucket, ensure_all
+from services.runtime import idempotency, recovery, refusals
 from services.runtime.bus import EventPublisher, Superseded, barrier, connect
 from services.runtime.context import EngineContext
 from services.runtime.control import (
@@ -52,7 +55,6 @@ from services.runtime.control import (
     parse_request,
 )
 from services.runtime.counters import Counters, resume_counters
-from services.runtime.dedup import CommandIds
 from services.runtime.desired import DesiredState
 from services.runtime.engine import CycleOutcome, Engine, Loop
 from services.runtime.heartbeat import Heartbeats
@@ -86,6 +88,8 @@ class EngineHost:
         self.replies = Replies(self.slug, lambda: (self.lifecycle.state, self.desired))
         self._transition = asyncio.Lock()
         self._background: set[asyncio.Task[Any]] = set()
+        self.refusals = refusals.RefusalFolder(window_s=settings.refusal_fold_window_s)
+        self._fold_flush: asyncio.Task[None] | None = None
         self._active = asyncio.Event()
         self.deposed = asyncio.Event()  # set when this instance lost its lease: the process should exit
         self._set_up = False
@@ -122,7 +126,9 @@ class EngineHost:
             may_resume=self._nobody_else_acted,
         )
         self._desired = DesiredState(self.js, self.slug, autostart=self.settings.autostart)
-        self.command_ids = CommandIds(buckets["commands"], self.slug, self.replies)
+        self.ledger = idempotency.CommandLedger(
+            buckets["commands"], command_ids_bucket(self.settings).bucket, self.slug
+        )
         self.publisher = EventPublisher(self.js, deadline=self.settings.publish_deadline)
         self.loops = LoopRunner(
             self.slug, self.engine.loops(), stop_grace=self.settings.stop_grace, on_cycle=self._record_cycle
@@ -171,7 +177,20 @@ class EngineHost:
         self.role = ACTIVATING
         try:
             async with self._transition:
-                self.counters = await resume_counters(self.js, self.slug)
+                resumed = await resume_counters(self.js, self.slug)
+                self.counters = resumed.counters
+                recovered = recovery.recovery(
+                    resumed.last_beat, resumed.beat_stored_at, boot_id=self.boot_id, now=utcnow()
+                )
+                if recovered is not None:  # the previous active process died without a word
+                    recovered.total_runs, recovered.error_count = (
+                        self.counters.total_runs,
+                        self.counters.errors,
+                    )
+                    await self.publish(
+                        recovered, recovery.recovery_summary(self.engine.info.label, recovered)
+                    )
+                    self.log.warning("engine.recovered", previous_boot_id=recovered.previous_boot_id)
                 if not self._set_up:
                     await self.engine.setup()
                     self._set_up = True
@@ -296,15 +315,23 @@ class EngineHost:
         """Process shutdown: stop the loops but leave the desired state as it is, and hand
         the lease over at once."""
         await self.keeper.stop()
-        if self.lease.held:
+        active = self.lease.held
+        if active:
             with contextlib.suppress(Exception):
                 await self._go(State.STOPPED, reason="process shutting down", actor=self.slug, persist=False)
-            with contextlib.suppress(Exception):
-                await self.lease.release()
-        self.role = STANDBY
         if self._follower is not None:
             await self._follower.stop()
         await self.stop_heartbeats()
+        if active and self.role == ACTIVE:
+            # says "clean end" to the next active instance; before the lease is handed over
+            with contextlib.suppress(Exception):
+                await self.heartbeats.send(final=True)
+        with contextlib.suppress(Exception):
+            await self._flush_refusals(everything=True)
+        if active:
+            with contextlib.suppress(Exception):
+                await self.lease.release()
+        self.role = STANDBY
         for task in list(self._background):
             task.cancel()
         if self._set_up:
@@ -532,6 +559,7 @@ class EngineHost:
             extras=self.engine.status_extras() if self._set_up else {},
             role=self.role,
             instance=self.instance,
+            cycle_errors=self.counters.errors,
         )
 
     def detail(self) -> dict[str, Any]:
@@ -600,24 +628,35 @@ class EngineHost:
             return await self._mutate(request)
 
     async def _mutate(self, request: ControlRequest) -> CommandReply:
+        binding = None
         if request.command.command_id:
-            seen = await self.command_ids.seen_before(request.command_id)
-            if seen is not None:
-                await self._audit(request, "duplicate", seen.message)
-                return seen
+            # the key is bound to (caller, verb, target, body): services.runtime.idempotency
+            binding = idempotency.bind(
+                request.command, caller=request.actor, verb=request.verb, target=self.slug
+            )
+            first = await self.ledger.claim(binding)
+            if first is not None:
+                reply = idempotency.answer(first, binding, state=self.lifecycle.state, desired=self.desired)
+                if reply.error == idempotency.REUSED:
+                    await self._refuse_quietly(request, reply.message, idempotency.REUSED)
+                else:
+                    await self._audit(request, "duplicate", reply.message)
+                return reply
 
         if request.verb == "trigger":
             reply = await self._attempt(request, self._trigger(request))
             # the run id lets a job view know who started the run and when, while it runs
             await self._audit(request, outcome_of(reply), reply.message, run_id=reply.run_id)
-            return reply
-        # Under the transition lock, so the next command's events are stored after these.
-        # A change is audited by its own lifecycle event (one write); a command that
-        # changed nothing, or failed, by a command_handled event.
-        async with self._transition:
-            reply = await self._attempt(request, self._change_state(request))
-            if not reply.changed:
-                await self._audit(request, outcome_of(reply), reply.message)
+        else:
+            # Under the transition lock, so the next command's events are stored after these.
+            # A change is audited by its own lifecycle event (one write); a command that
+            # changed nothing, or failed, by a command_handled event.
+            async with self._transition:
+                reply = await self._attempt(request, self._change_state(request))
+                if not reply.changed:
+                    await self._audit(request, outcome_of(reply), reply.message)
+        if binding is not None:  # the key now answers with this reply (a keyed command's second write)
+            await self.ledger.record(binding, reply)
         return reply
 
     async def _attempt(self, request: ControlRequest, work: Awaitable[CommandReply]) -> CommandReply:
@@ -632,7 +671,6 @@ class EngineHost:
                 ok=False,
                 error="internal",
             )
-        self.command_ids.remember(request.command_id, reply)
         return reply
 
     async def _change_state(self, request: ControlRequest) -> CommandReply:
@@ -685,6 +723,16 @@ class EngineHost:
                 run_id=run_id,
             )
         outcome = task.result()
+        if refusals.argument_error(outcome.error_type, args):
+            # the cycle failed on the caller's arguments: an error reply, never ok: true
+            return self.replies.make(
+                "trigger",
+                f"invalid trigger arguments: {refusals.bound(outcome.detail)}",
+                command_id=request.command_id,
+                ok=False,
+                error="invalid_arguments",
+                run_id=run_id,
+            )
         return self.replies.make(
             "trigger",
             outcome.detail or f"{label} cycle completed",
@@ -801,15 +849,46 @@ class EngineHost:
     async def _refuse(self, request: ControlRequest) -> CommandReply:
         refusal = request.refusal
         assert refusal is not None
-        self.log.warning(
-            "command.rejected", subject=request.subject, error=refusal.error, message=refusal.message
-        )
-        await self._audit(request, "rejected", refusal.message)
+        await self._refuse_quietly(request, refusal.message, refusal.error)
         return self.replies.refused(request, refusal.error, refusal.message)
 
+    async def _refuse_quietly(self, request: ControlRequest, message: str, error: str) -> None:
+        """Log and audit one refused command, bounded; a burst from one sender is folded
+        into one record per window (services.runtime.refusals)."""
+        if not self.refusals.admit(request.actor, time.monotonic(), (request, message)):
+            self._schedule_refusal_flush()
+            return
+        self.log.warning(
+            "command.rejected", subject=refusals.bound(request.subject, 200), error=error, message=message
+        )
+        await self._audit(request, "rejected", message)
+
+    def _schedule_refusal_flush(self) -> None:
+        if self._fold_flush is None or self._fold_flush.done():
+            self._fold_flush = asyncio.create_task(self._flush_refusals_when_due())
+
+    async def _flush_refusals_when_due(self) -> None:
+        while (due := self.refusals.next_due()) is not None:
+            await asyncio.sleep(max(due - time.monotonic(), 0.0) + 0.01)
+            await self._flush_refusals()
+
+    async def _flush_refusals(self, *, everything: bool = False) -> None:
+        for burst in self.refusals.due(time.monotonic(), everything=everything):
+            request, message = burst.last  # type: ignore[misc]
+            self.log.warning("command.rejected_burst", sender=burst.sender, repeats=burst.repeats)
+            await self._audit(request, "rejected", f"{message} — and {burst.detail()}", repeats=burst.repeats)
+
     async def _audit(
-        self, request: ControlRequest, outcome: str, message: str, *, run_id: str | None = None
+        self,
+        request: ControlRequest,
+        outcome: str,
+        message: str,
+        *,
+        run_id: str | None = None,
+        repeats: int = 0,
     ) -> None:
-        payload, summary = command_record(request, self.slug, outcome, message, run_id=run_id)
+        payload, summary = command_record(
+            request, self.slug, outcome, message, run_id=run_id, repeats=repeats
+        )
         event = self.new_event(payload, summary, actor=request.actor, correlation_id=request.correlation_id)
         await self.publisher.publish(event)

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import structlog
 
 from contracts.events import new_id, utcnow
+from services.runtime import refusals
 from services.runtime.engine import CycleOutcome, Loop, StopRequested
 
 T = TypeVar("T")
@@ -144,7 +145,12 @@ class LoopRunner:
                 raise
             except Exception as exc:
                 self._log.exception("cycle.failed", loop=loop.name)
-                outcome = CycleOutcome(ok=False, result="failed", detail=f"{type(exc).__name__}: {exc}")
+                outcome = CycleOutcome(
+                    ok=False,
+                    result="failed",
+                    detail=refusals.bound(f"{type(exc).__name__}: {exc}", 1000),
+                    error_type=type(exc).__name__,
+                )
             duration_ms = round((time.perf_counter() - started) * 1000, 2)
             now = utcnow()
             self.last_run[loop.name] = now

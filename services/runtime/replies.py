@@ -7,6 +7,7 @@ from typing import Any
 
 from contracts.commands import CommandReply
 from contracts.events import CommandAudit, CommandHandled, Summary
+from services.runtime import refusals
 from services.runtime.control import ControlRequest
 
 
@@ -58,27 +59,37 @@ def outcome_of(reply: CommandReply) -> str:
 
 
 def command_summary(request: ControlRequest, outcome: str, message: str) -> Summary:
-    """The activity-log line of a command: who asked what, with which result and why."""
-    detail = f"{request.verb} from {request.origin}: {message}"
+    """The activity-log line of a command: who asked what, with which result and why.
+    Every field a sender controls is bounded (issue 11: the audit trail cannot be flushed)."""
+    detail = f"{request.verb} from {request.origin}: {refusals.bound(message, 1000)}"
     if request.command.reason:
-        detail += f" (reason: {request.command.reason})"
+        detail += f" (reason: {refusals.bound(request.command.reason, 1000)})"
     return Summary(action=f"command_{request.verb}"[:64], detail=detail, result=outcome)
 
 
 def command_record(
-    request: ControlRequest, target: str, outcome: str, message: str, *, run_id: str | None = None
+    request: ControlRequest,
+    target: str,
+    outcome: str,
+    message: str,
+    *,
+    run_id: str | None = None,
+    repeats: int = 0,
 ) -> tuple[CommandHandled, Summary]:
-    """The audit record of a command that changed no state: who, what, target, reason, result."""
+    """The audit record of a command that changed no state: who, what, target, reason,
+    result; ``repeats``: how many more folded refusals of the same sender it stands for."""
     payload = CommandHandled(
         command_id=request.command_id,
         verb=request.verb,
         target=target,
         origin=request.origin,
         outcome=outcome,
-        message=message,
-        reason=request.command.reason,
-        subject=request.subject,
+        message=refusals.bound(message, 1000),
+        reason=refusals.bound(request.command.reason, 1000),
+        subject=refusals.bound(request.subject, refusals.SUBJECT_LIMIT),
         run_id=run_id,
+        repeats=repeats,
+        body_sha256=request.body_digest,
     )
     return payload, command_summary(request, outcome, message)
 
@@ -86,5 +97,9 @@ def command_record(
 def command_audit(request: ControlRequest, message: str) -> CommandAudit:
     """The audit of a command carried by the lifecycle event it caused."""
     return CommandAudit(
-        verb=request.verb, origin=request.origin, outcome="accepted", message=message, subject=request.subject
+        verb=request.verb,
+        origin=request.origin,
+        outcome="accepted",
+        message=refusals.bound(message, 1000),
+        subject=refusals.bound(request.subject, refusals.SUBJECT_LIMIT),
     )

@@ -39,6 +39,7 @@ const COMMON = new Set([
   "heartbeat_age_seconds",
   "desired",
   "total_runs",
+  "last_crash",
 ]);
 
 const cards = new Map(); // slug -> {root, refs, system}
@@ -62,6 +63,7 @@ function createCard(system) {
   const slug = system.name;
   const refs = {};
   refs.state = h("span", { class: "state" });
+  refs.crash = h("p", { class: "crash-note", role: "status", hidden: true });
   refs.extras = h("dl", { class: "extras" });
   refs.buttons = {};
   for (const [verb, spec] of Object.entries(VERBS)) {
@@ -87,6 +89,7 @@ function createCard(system) {
       h("div", {}, h("h3", { id: titleId, class: "card-title" }, system.label), h("p", { class: "slug" }, slug)),
       refs.state,
     ),
+    refs.crash,
     h(
       "dl",
       { class: "facts" },
@@ -128,6 +131,20 @@ function heartbeatText(system, now) {
   return ago(system.heartbeat_age_seconds + (now - received) / 1000);
 }
 
+// "restarted 12 s ago after a crash" for a while after a crash (gateway/views.py: last_crash)
+function crashText(system, now) {
+  const crash = system.last_crash;
+  if (!crash) return "";
+  const when = ago(crash.age_seconds + (now - received) / 1000);
+  return crash.type === "engine_recovered" ? `restarted ${when} after a crash` : `crashed ${when}; restarting`;
+}
+
+function renderCrash(card, now) {
+  const text = crashText(card.system, now);
+  card.refs.crash.hidden = !text;
+  setText(card.refs.crash, text, card.system.last_crash?.detail || "");
+}
+
 function renderExtras(card, system) {
   const keys = Object.keys(system).filter((k) => !COMMON.has(k));
   const signature = keys.map((k) => `${k}=${JSON.stringify(system[k])}`).join("|");
@@ -151,6 +168,7 @@ function updateCard(card, system, now = Date.now()) {
   setText(refs.errors, num(system.error_count));
   setText(refs.success, pct(system.success_rate));
   setText(refs.heartbeat, heartbeatText(system, now), utc(system.last_heartbeat));
+  renderCrash(card, now);
   renderExtras(card, system);
   const { buttons } = refs;
   const hadFocus = root.contains(document.activeElement);
@@ -187,6 +205,7 @@ function tickAges() {
   for (const card of cards.values()) {
     setText(card.refs.lastRun, agoFrom(card.system.last_run, now));
     setText(card.refs.heartbeat, heartbeatText(card.system, now));
+    renderCrash(card, now);
   }
 }
 
