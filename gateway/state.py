@@ -19,6 +19,7 @@ from contracts.events import encode
 from contracts.settings import Settings
 from contracts.streams import ensure_all
 from contracts.systems import ALL, SYSTEMS
+from gateway.cluster_view import nats_servers
 from gateway.control import ControlClient, UnknownSystem
 from gateway.projections import Projection, ProjectionFeed
 from services.runtime.bus import EventPublisher, connect
@@ -35,6 +36,7 @@ class GatewayState:
         self.live_connections = 0
         self.started = time.time()
         self._stream_info: tuple[float, dict[str, Any]] = (0.0, {})
+        self._servers_info: tuple[float, dict[str, Any]] = (0.0, {})
         self._subs: list[Any] = []
         # per-area state that route modules attach in their on_startup hook
         self.areas: dict[str, Any] = {}
@@ -136,6 +138,15 @@ class GatewayState:
             "max_age_days": self.settings.retention_days,
         }
         self._stream_info = (time.monotonic(), cached)
+        return cached
+
+    async def nats_servers(self, max_age: float = 2.0) -> dict[str, Any]:
+        """The nats-servers and stream replicas (gateway/cluster_view.py), cached briefly."""
+        fetched, cached = self._servers_info
+        if time.monotonic() - fetched < max_age and cached:
+            return cached
+        cached = await nats_servers(self.nc, self.js)
+        self._servers_info = (time.monotonic(), cached)
         return cached
 
     async def view_status(self) -> dict[str, Any]:

@@ -13,6 +13,9 @@ Who may do what on the bus (docs/security.md has the table for operators):
 - each human operator user ``<user>`` sends control commands only on
   ``aoc.ctl.<system>.<verb>.<user>``: the server refuses any other last token, so an
   engine can trust that token as the NATS user who sent the command;
+- ``launcher`` is `aoc up` itself: it asks JetStream whether the cluster has a meta leader
+  before it starts the services, and pings the engines' ``$SRV`` discovery before it says
+  the stack is up; nothing else;
 - ``admin`` is for break-glass JetStream maintenance (edit a stream, delete a message):
   everything except sending control commands or forging events and heartbeats;
 - nobody connects without a user.
@@ -46,6 +49,7 @@ from services.runtime.bus import inbox_prefix
 JS = "$JS.API"
 GATEWAY = "gateway"
 ADMIN = "admin"
+LAUNCHER = "launcher"
 HEAL_CHECK = "heal-check"
 HEAL_CHECK_VERBS = ("restart", "status", "detail")  # heal-check remediates; it never stops anything
 PROTECTED_AREAS = frozenset({"ctl", "evt", "hb"})
@@ -224,6 +228,14 @@ def operator_permissions(user: str, catalog: Catalog) -> Permissions:
     )
 
 
+def launcher_permissions() -> Permissions:
+    srv_publish, _ = _discovery(None)
+    return Permissions(
+        publish=[*srv_publish, f"{JS}.INFO"],  # discovery pings; JetStream's account info (meta leader)
+        subscribe=[f"{inbox_prefix(LAUNCHER)}.>"],
+    )
+
+
 def admin_permissions() -> Permissions:
     return Permissions(
         publish=[">"],
@@ -236,11 +248,12 @@ def admin_permissions() -> Permissions:
 
 def all_permissions(operators: list[str], catalog: Catalog | None = None) -> dict[str, Permissions]:
     catalog = catalog or contract_catalog()
-    clashes = {*SYSTEMS, GATEWAY, ADMIN}.intersection(operators)
+    clashes = {*SYSTEMS, GATEWAY, ADMIN, LAUNCHER}.intersection(operators)
     if clashes:
         raise ValueError(f"operator user names clash with service users: {sorted(clashes)}")
     table = {slug: engine_permissions(slug, catalog) for slug in SYSTEMS}
     table[GATEWAY] = gateway_permissions(catalog)
     table.update({user: operator_permissions(user, catalog) for user in operators})
+    table[LAUNCHER] = launcher_permissions()
     table[ADMIN] = admin_permissions()
     return table

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import socket
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable
@@ -493,7 +495,14 @@ class EngineHost:
             name=f"aoc-{self.slug}",
             version=VERSION,
             description=self.engine.info.label,
-            metadata={"system": self.slug, "schedule": self.engine.info.schedule},
+            # which process this is: the health probe finds its own instance by these
+            metadata={
+                "system": self.slug,
+                "schedule": self.engine.info.schedule,
+                "instance": str(self.settings.instance_id),
+                "host": socket.gethostname(),
+                "pid": str(os.getpid()),
+            },
             # one queue group per engine: scaled-out instances of one engine share
             # a command, while every engine still receives aoc.ctl.all.*
             queue_group=f"aoc-{self.slug}",
