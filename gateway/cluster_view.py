@@ -19,6 +19,10 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 NS_PER_MS = 1_000_000
+# A replica the stream leader has not heard from for this long is taken as gone. RAFT
+# heartbeats come about every second; the leader itself keeps a dead peer "current" for
+# ~10 s (its lost-quorum check), which would hide a dead server that long.
+SILENT_REPLICA_MS = 4000.0
 
 
 @dataclass
@@ -93,14 +97,21 @@ async def nats_servers(nc: Client, js: JetStreamContext) -> dict[str, Any]:
             server(leader).leads.append(name)
         for peer in peers:
             view = server(peer["name"])
-            if peer["offline"] or not peer["current"] and peer["active_ms"] is None:
-                view.offline_in.append(name)
-            elif peer["current"] and not peer["lag"]:
-                view.current_in.append(name)
-            else:
-                view.lagging_in.append(name)
+            # never heard from (a new leader reports 0), or not for longer than RAFT allows
+            heard = peer["active_ms"] or 0.0
+            silent = (not peer["current"] and heard == 0.0) or heard > SILENT_REPLICA_MS
+            peer["state"] = (
+                "offline"
+                if peer["offline"] or silent
+                else "current"
+                if peer["current"] and not peer["lag"]
+                else "lagging"
+            )
+            {"offline": view.offline_in, "current": view.current_in, "lagging": view.lagging_in}[
+                peer["state"]
+            ].append(name)
         replicas = stream.config.num_replicas or 1
-        healthy = leader is not None and sum(p["current"] and not p["offline"] for p in peers) == replicas - 1
+        healthy = leader is not None and sum(p["state"] == "current" for p in peers) == replicas - 1
         streams.append(
             {
                 "name": name,

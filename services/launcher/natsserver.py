@@ -226,6 +226,8 @@ class NatsServer:
             host=self.host,
             cluster=self.cluster,
         )
+        if self.log_file:
+            self.log_file.parent.mkdir(parents=True, exist_ok=True)
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115 — child owns it
         self.process = subprocess.Popen(
             [*self.command_prefix, str(find_binary()), "-c", str(config)],

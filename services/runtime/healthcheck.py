@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import socket
 import sys
 import time
@@ -72,18 +73,19 @@ async def ping_engine(settings: Settings, slug: str) -> None:
 
 
 def is_own(reply: dict[str, Any], instance_id: str | None, host: str) -> str | None:
-    """'instance' / 'host' when ``reply`` is from this probe's process, else None."""
+    """'instance' / 'host' when ``reply`` is from this probe's process, else None.
+    ``instance_id`` None: no AOC_INSTANCE_ID was given, so the host name decides."""
     metadata = reply.get("metadata") or {}
-    if instance_id is not None and metadata.get("instance") == instance_id:
-        return "instance"
-    if metadata.get("host") == host:
-        return "host"
-    return None
+    if instance_id is not None:
+        return "instance" if metadata.get("instance") == instance_id else None
+    return "host" if metadata.get("host") == host else None
 
 
 async def find_own_instance(nc: Client, settings: Settings, slug: str) -> dict[str, Any]:
     """The PING reply of this container's (or this AOC_INSTANCE_ID's) instance of ``slug``."""
     host = socket.gethostname()
+    # an explicit id names one process; the default (<host>-<pid>) is this probe's own pid
+    instance_id = settings.instance_id if os.environ.get("AOC_INSTANCE_ID") else None
     replies: list[dict[str, Any]] = []
     exact = asyncio.Event()  # the reply of this AOC_INSTANCE_ID: no need to wait for more
     same_host = asyncio.Event()
@@ -93,7 +95,7 @@ async def find_own_instance(nc: Client, settings: Settings, slug: str) -> dict[s
             reply = json.loads(msg.data)
             if isinstance(reply, dict) and "id" in reply:
                 replies.append(reply)
-                match = is_own(reply, settings.instance_id, host)
+                match = is_own(reply, instance_id, host)
                 if match == "instance":
                     exact.set()
                 elif match == "host":
@@ -112,10 +114,10 @@ async def find_own_instance(nc: Client, settings: Settings, slug: str) -> dict[s
     for waiter in waiters:
         waiter.cancel()
     await sub.unsubscribe()
-    by_instance = [r for r in replies if is_own(r, settings.instance_id, host) == "instance"]
+    by_instance = [r for r in replies if is_own(r, instance_id, host) == "instance"]
     if by_instance:
         return by_instance[0]
-    by_host = [r for r in replies if is_own(r, settings.instance_id, host) == "host"]
+    by_host = [r for r in replies if is_own(r, instance_id, host) == "host"]
     if len(by_host) == 1:
         return by_host[0]
     if len(by_host) > 1:
@@ -125,9 +127,10 @@ async def find_own_instance(nc: Client, settings: Settings, slug: str) -> dict[s
         )
     waited = time.monotonic() - started
     others = ", ".join(sorted(str((r.get("metadata") or {}).get("instance", r["id"])) for r in replies))
+    which = f"instance {instance_id}" if instance_id else f"any instance on host {host}"
     raise LookupError(
-        f"no instance of aoc-{slug} on host {host} (instance {settings.instance_id}) answered "
-        f"$SRV.PING within {waited:.1f}s" + (f"; other instances did: {others}" if others else "")
+        f"no $SRV.PING reply from {which} of aoc-{slug} within {waited:.1f}s"
+        + (f"; other instances answered: {others}" if others else "")
     )
 
 
