@@ -308,6 +308,13 @@ def embedded_ports(settings: Settings) -> dict[str, list[int]]:
 
 def check_ports_free(settings: Settings) -> dict[str, list[int]]:
     ports = embedded_ports(settings)
+    taken = [port for numbers in ports.values() for port in numbers] + [settings.http_port]
+    clashes = sorted({port for port in taken if taken.count(port) > 1})
+    if clashes:
+        raise LaunchError(
+            f"ports {clashes} are given twice: AOC_NATS_PORT, AOC_NATS_ROUTE_PORT and AOC_NATS_MONITOR_PORT "
+            f"each take {settings.nats_cluster} consecutive ports, and AOC_HTTP_PORT one"
+        )
     variables = {
         "client": "AOC_NATS_PORT",
         "route": "AOC_NATS_ROUTE_PORT",
