@@ -148,13 +148,14 @@ class EngineProcess:
     slug: str
     env: dict[str, str]
     log_file: Path
+    command_prefix: tuple[str, ...] = ()  # e.g. IsolatedHost.exec_prefix: run it in a namespace
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> EngineProcess:
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_file, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", f"services.{SYSTEMS[self.slug].module}"],
+                [*self.command_prefix, sys.executable, "-m", f"services.{SYSTEMS[self.slug].module}"],
                 env=self.env,
                 cwd=ROOT,
                 stdout=log,
