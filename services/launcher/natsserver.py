@@ -432,3 +432,76 @@ async def meta_leader(connect_options: dict[str, Any], timeout: float) -> dict[s
             with contextlib.suppress(Exception):
                 await nc.close()
     raise TimeoutError(f"JetStream elected no meta leader within {timeout:g}s (last: {last!r})")
+
+
+# --- the container stack's NATS users (compose.yaml, compose.cluster.yaml) ----------------
+
+
+def write_compose_secrets(
+    directory: Path,
+    *,
+    operators: list[str],
+    routes: list[str] | None = None,
+    cluster_name: str = "aoc",
+    cluster_listen: str = "0.0.0.0:6222",
+) -> dict[str, Path]:
+    """What the compose stack's one-shot ``nats-init`` writes into the ``nats-secrets`` volume:
+
+    - ``users/<user>/password``: one file per NATS user, mounted (read-only, that
+      sub-directory only) into the service of that name as AOC_NATS_PASSWORD_FILE;
+    - ``nats/auth.conf``: the users and subject permissions of services/launcher/natsauth.py,
+      included by the nats-server config; ``nats/cluster.conf`` too when ``routes`` are given
+      (the cluster block with a route password, included by every member).
+
+    Passwords already there are kept, so re-running it (every `docker compose up`) changes
+    nothing the running services hold."""
+    permissions = all_permissions(operators)
+    passwords = {}
+    for user in permissions:
+        path = directory / "users" / user / "password"
+        try:
+            password = path.read_text().strip()
+        except OSError:
+            password = ""
+        passwords[user] = password or secrets.token_urlsafe(32)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_private(path, passwords[user] + "\n")
+    written = {"auth": directory / "nats" / "auth.conf"}
+    written["auth"].parent.mkdir(parents=True, exist_ok=True)
+    write_private(written["auth"], authorization_block(passwords, permissions) + "\n")
+    if routes:
+        written["cluster"] = directory / "nats" / "cluster.conf"
+        password = route_password(directory / "nats" / "cluster-route.json")
+        block = ClusterRoutes(cluster_name, cluster_listen, tuple(routes), password)
+        write_private(written["cluster"], block.as_config() + "\n")
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m services.launcher.natsserver")
+    commands = parser.add_subparsers(dest="command", required=True)
+    init = commands.add_parser("compose-secrets", help="write the compose stack's NATS users and configs")
+    init.add_argument("directory", type=Path)
+    init.add_argument("--operators", default="operator", help="human NATS users, comma-separated")
+    init.add_argument("--routes", default="", help="the members' route addresses host:port, comma-separated")
+    init.add_argument("--cluster-name", default="aoc")
+    init.add_argument("--cluster-listen", default="0.0.0.0:6222")
+    args = parser.parse_args(argv)
+    operators = [user.strip() for user in args.operators.split(",") if user.strip()]
+    routes = [route.strip() for route in args.routes.split(",") if route.strip()]
+    written = write_compose_secrets(
+        args.directory,
+        operators=operators,
+        routes=routes,
+        cluster_name=args.cluster_name,
+        cluster_listen=args.cluster_listen,
+    )
+    users = sorted(path.name for path in (args.directory / "users").iterdir())
+    print(f"NATS users {', '.join(users)}; configs {', '.join(str(p) for p in written.values())}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
