@@ -22,7 +22,7 @@ from contracts.systems import ALL, SYSTEMS
 from gateway.cluster_view import nats_servers
 from gateway.control import ControlClient, UnknownSystem
 from gateway.projections import Projection, ProjectionFeed
-from services.runtime.bus import EventPublisher, connect
+from services.runtime.bus import EventPublisher, barrier, connect
 
 log = structlog.get_logger()
 
@@ -52,6 +52,7 @@ class GatewayState:
         for wildcard in (subjects.ctl_wildcard("*"), subjects.ctl_user_wildcard("*")):
             self._subs.append(await self.nc.subscribe(wildcard, cb=self._guard_unknown))
         self._subs.append(await self.nc.subscribe(subjects.GATEWAY_HEALTH, cb=self._answer_health))
+        await barrier(self.nc)  # the server has these subscriptions before open returns
         self._watchdog = asyncio.create_task(self._resubscribe_after_reconnect())
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.feed.replayed.wait(), REPLAY_WAIT)
