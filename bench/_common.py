@@ -37,7 +37,7 @@ from contracts.events import (
     utcnow,
 )
 from contracts.systems import SYSTEMS
-from services.launcher.natsserver import NatsServer, find_binary
+from services.launcher.natsserver import NatsCluster, NatsServer, find_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 SLUGS = list(SYSTEMS)
@@ -128,6 +128,23 @@ def nats_server(sync_interval: str, *, keep: bool = False) -> Iterator[tuple[Nat
         yield server.start(), workdir
     finally:
         server.stop()
+        if keep:
+            print(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def nats_cluster(
+    sync_interval: str, size: int = 3, *, keep: bool = False
+) -> Iterator[tuple[NatsCluster, Path]]:
+    """A fresh loopback JetStream cluster (members aoc-n1..), meta leader elected."""
+    workdir = Path(tempfile.mkdtemp(prefix="aoc-bench-cluster-"))
+    cluster = NatsCluster(workdir / "nats", size=size, sync_interval=sync_interval, log_dir=workdir)
+    try:
+        yield cluster.start(timeout=60), workdir
+    finally:
+        cluster.stop()
         if keep:
             print(f"kept {workdir}")
         else:

@@ -24,6 +24,15 @@ STRICT_CSP = (
 )
 # NATS user names become a subject token (aoc.ctl.<system>.<verb>.<user>) and a file name
 NATS_USER_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+# an instance id is a subject token ($SRV.PING.aoc-<slug>.<id>) and part of a log file name
+INSTANCE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+CLUSTER_SIZES = (1, 3, 5)  # JetStream needs a majority: 2 or 4 servers survive no more loss than 1 or 3
+
+
+def default_instance_id() -> str:
+    """<host>-<pid>: unique per process on a machine, and per container (its hostname)."""
+    host = re.sub(r"[^A-Za-z0-9_-]+", "-", socket.gethostname()).strip("-_") or "host"
+    return f"{host[:48]}-{os.getpid()}"
 
 
 class Settings(BaseSettings):
@@ -33,11 +42,36 @@ class Settings(BaseSettings):
     nats_url: str | None = Field(
         default=None,
         validation_alias=AliasChoices("NATS_URL", "AOC_NATS_URL"),
-        description="Use this NATS server/cluster; when unset, the embedded server on AOC_NATS_PORT.",
+        description="Use this NATS server, or cluster (comma-separated URLs); when unset, the embedded "
+        "server(s) on AOC_NATS_PORT.",
     )
-    nats_port: int = Field(4222, ge=1, le=65535, description="Port of the embedded nats-server.")
+    nats_port: int = Field(
+        4222,
+        ge=1,
+        le=65535,
+        description="Client port of the embedded nats-server; in a cluster, of the first (the others "
+        "take the next ports).",
+    )
     nats_monitor_port: int = Field(
-        0, ge=0, le=65535, description="Embedded nats-server monitoring port (loopback only); 0 = off."
+        0,
+        ge=0,
+        le=65535,
+        description="Embedded nats-server monitoring port (loopback only; a cluster uses the next ports "
+        "too); 0 = off.",
+    )
+    nats_cluster: int = Field(
+        1,
+        description="How many nats-servers `aoc up` runs: 1, or a cluster of 3 (or 5) on loopback with "
+        "routes and replicated streams (docs/scale-out.md).",
+    )
+    nats_route_port: int = Field(
+        6222,
+        ge=1,
+        le=65535,
+        description="Route (cluster) port of the first embedded nats-server; the others take the next ports.",
+    )
+    nats_cluster_name: str = Field(
+        "aoc", pattern=r"^[A-Za-z0-9_-]{1,32}$", description="Name of the embedded NATS cluster."
     )
     nats_sync_interval: str = Field(
         "always",
@@ -65,11 +99,32 @@ class Settings(BaseSettings):
         description="Refused commands of one sender beyond the first 10 in this window are folded "
         "into one audit record (its `repeats` says how many).",
     )
-    stream_replicas: int = Field(
-        1, ge=1, le=5, description="Replicas of every AOC stream and KV bucket (3 in a cluster)."
+    stream_replicas: int | None = Field(
+        None,
+        ge=1,
+        le=5,
+        description="Replicas of every AOC stream, KV bucket and object store (default: AOC_NATS_CLUSTER).",
     )
     duplicate_window_s: float = Field(
         600.0, ge=1, description="Nats-Msg-Id dedup window; longer than the longest publish retry."
+    )
+
+    # --- instances ------------------------------------------------------------------------
+    instances: int = Field(
+        1,
+        ge=1,
+        le=5,
+        description="Processes `aoc up` runs per engine: one is active (it holds the engine's "
+        "lease), the others are standbys that take over (docs/scale-out.md).",
+    )
+    instance_id: str | None = Field(
+        None,
+        description="This process's instance id, unique among live instances of one engine "
+        "(discovery, logs, the lease); `aoc up` sets <slug>-<n>; default <host>-<pid>. A restart "
+        "under the same id takes over its predecessor's lease at once.",
+    )
+    lease_ttl: float = Field(
+        5.0, gt=0.2, le=5.0, description="Lease time of an engine's active instance (takeover after it)."
     )
 
     # --- liveness and control -----------------------------------------------------------
@@ -87,16 +142,6 @@ class Settings(BaseSettings):
     stop_grace: float = Field(1.0, ge=0, description="How long a stop waits for an in-flight cycle.")
     publish_deadline: float = Field(30.0, gt=0, description="How long an event publish is retried.")
     autostart: bool = Field(True, description="Engines with no recorded desired state start running.")
-    instance_id: str | None = Field(
-        None,
-        pattern=r"^[A-Za-z0-9_-]{1,64}$",
-        description="This engine process's instance id, unique among live instances of one engine "
-        "(aoc up sets <slug>-<n>); default <host>-<pid>. A restart under the same id takes over "
-        "its predecessor's lease at once.",
-    )
-    lease_ttl: float = Field(
-        5.0, gt=0.2, le=5.0, description="Lease time of an engine's active instance (takeover after it)."
-    )
     schedules: dict[str, float] = Field(
         default_factory=dict,
         description='Loop interval overrides in seconds, JSON: {"soc-cycle.triage": 5, "deploy.watch": 60}.',
@@ -222,6 +267,20 @@ class Settings(BaseSettings):
             raise ValueError("must be 'always' or a duration like 500ms, 1s, 2m")
         return value
 
+    @field_validator("nats_cluster")
+    @classmethod
+    def _cluster_size(cls, value: int) -> int:
+        if value not in CLUSTER_SIZES:
+            raise ValueError(f"must be one of {', '.join(map(str, CLUSTER_SIZES))} (a majority must survive)")
+        return value
+
+    @field_validator("instance_id")
+    @classmethod
+    def _instance_id(cls, value: str | None) -> str | None:
+        if value is not None and not INSTANCE_ID.fullmatch(value):
+            raise ValueError("letters, digits, _ and -, at most 64, starting with a letter or digit")
+        return value
+
     @field_validator("jwt_secret")
     @classmethod
     def _jwt_secret(cls, secret: SecretStr | None) -> SecretStr | None:
@@ -289,6 +348,10 @@ class Settings(BaseSettings):
     def _defaults(self) -> Settings:
         if self.heartbeat_timeout is None:
             self.heartbeat_timeout = 3 * self.heartbeat_interval
+        if self.stream_replicas is None:
+            self.stream_replicas = self.nats_cluster
+        if self.instance_id is None:
+            self.instance_id = default_instance_id()
         keys = [self.jwt_secret, self.jwt_secret_file, self.jwt_public_key_file, self.jwt_jwks_file]
         if sum(key is not None for key in keys) > 1:
             # one key source pins one algorithm: an RS256 public key must never double as an HMAC secret
@@ -309,12 +372,21 @@ class Settings(BaseSettings):
 
     @property
     def effective_nats_url(self) -> str:
-        return self.nats_url or f"nats://127.0.0.1:{self.nats_port}"
+        """One URL, or a comma-separated list (a cluster): NATS_URL, else the embedded server(s)."""
+        if self.nats_url:
+            return ",".join(self.nats_servers)
+        return ",".join(f"nats://127.0.0.1:{self.nats_port + node}" for node in range(self.nats_cluster))
+
+    @property
+    def nats_servers(self) -> list[str]:
+        """The server list to connect to (nats-py does not split a comma-separated string)."""
+        if not self.nats_url:
+            return self.effective_nats_url.split(",")
+        return [url.strip() for url in self.nats_url.split(",") if url.strip()]
 
     @property
     def effective_instance_id(self) -> str:
-        host = re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname())[:40]
-        return self.instance_id or f"{host}-{os.getpid()}"
+        return self.instance_id or default_instance_id()
 
     @property
     def secrets_dir(self) -> Path:

@@ -30,7 +30,12 @@ def render() -> str:
     ]
     for name, field in Settings.model_fields.items():
         default = field.get_default(call_default_factory=True)
-        shown = "3x heartbeat interval" if name == "heartbeat_timeout" else repr(default)
+        computed = {
+            "heartbeat_timeout": "3x heartbeat interval",
+            "stream_replicas": "AOC_NATS_CLUSTER",
+            "instance_id": "<host>-<pid>",
+        }
+        shown = computed.get(name, repr(default))
         if isinstance(default, Path):
             shown = str(default)
         variables = " / ".join(f"`{env}`" for env in env_names(name, field))

@@ -128,12 +128,21 @@ def ask_cache_bucket(settings: Settings) -> KeyValueConfig:
     )
 
 
-async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
+STREAM_NAME_IN_USE = 10058  # JetStream: "stream name already in use with a different configuration"
+
+
+async def ensure_stream(js: JetStreamContext, config: StreamConfig, *, converge: bool = False) -> None:
+    """Create the stream if it is missing. One that exists with another config (retention
+    changed; a server that normalised a sourced stream's config) is converged on ours only
+    by its owner (``converge``: the gateway, which alone may update streams); everyone else
+    uses it as it is."""
     try:
         await js.add_stream(config)
-    except BadRequestError:
-        # exists with another config (e.g. retention changed): converge on ours
-        await js.update_stream(config)
+    except BadRequestError as exc:
+        if converge:
+            await js.update_stream(config)
+        elif exc.err_code != STREAM_NAME_IN_USE:
+            raise
 
 
 async def ensure_bucket(js: JetStreamContext, config: KeyValueConfig) -> KeyValue:
@@ -147,11 +156,15 @@ async def ensure_bucket(js: JetStreamContext, config: KeyValueConfig) -> KeyValu
             return await js.key_value(config.bucket)
 
 
-async def ensure_all(js: JetStreamContext, settings: Settings) -> dict[str, KeyValue]:
+async def ensure_all(
+    js: JetStreamContext, settings: Settings, *, converge: bool = False
+) -> dict[str, KeyValue]:
     await asyncio.gather(
-        ensure_stream(js, events_stream(settings)), ensure_stream(js, heartbeats_stream(settings))
+        ensure_stream(js, events_stream(settings), converge=converge),
+        ensure_stream(js, heartbeats_stream(settings), converge=converge),
     )
-    await ensure_stream(js, audit_stream(settings))  # it sources AOC_EVENTS: created after it
+    # it sources AOC_EVENTS: created after it
+    await ensure_stream(js, audit_stream(settings), converge=converge)
     # (the desired state was a KV bucket before it became the newest lifecycle event)
     commands, leases = await asyncio.gather(
         ensure_bucket(js, command_ids_bucket(settings)), ensure_bucket(js, leases_bucket(settings))

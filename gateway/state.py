@@ -20,6 +20,7 @@ from contracts.events import encode
 from contracts.settings import Settings
 from contracts.streams import command_ids_bucket, ensure_all
 from contracts.systems import ALL, SYSTEMS
+from gateway.cluster_view import nats_servers
 from gateway.control import ControlClient, UnknownSystem
 from gateway.projections import Projection, ProjectionFeed
 from gateway.readmodels.base import ReadModel
@@ -48,6 +49,7 @@ class GatewayState:
         self._stream_info: tuple[float, dict[str, Any]] = (0.0, {})
         self._audit_info: tuple[float, dict[str, Any]] = (0.0, {})
         self._audit_alerted = 0.0
+        self._servers_info: tuple[float, dict[str, Any]] = (0.0, {})
         self._subs: list[Any] = []
         # per-area state that route modules attach in their on_startup hook
         self.areas: dict[str, Any] = {}
@@ -59,7 +61,7 @@ class GatewayState:
     async def open(self, nc: Client | None = None) -> None:
         self.nc = nc or await connect(self.settings, name="aoc-gateway", on_slow_consumer=self.on_dropped)
         self.js = self.nc.jetstream()
-        buckets = await ensure_all(self.js, self.settings)
+        buckets = await ensure_all(self.js, self.settings, converge=True)  # the gateway owns stream config
         self.publisher = EventPublisher(self.js, deadline=self.settings.publish_deadline)
         self.control = ControlClient(
             self.nc,
@@ -82,6 +84,7 @@ class GatewayState:
                 )
             )
         self._subs.append(await self.nc.subscribe(subjects.GATEWAY_HEALTH, cb=self._answer_health))
+        await barrier(self.nc)  # the server has these subscriptions before open returns
         self._watchdog = asyncio.create_task(self._resubscribe_after_reconnect())
         await barrier(self.nc)  # the guard subscriptions are in before anyone relies on them
         with contextlib.suppress(TimeoutError):
@@ -103,7 +106,7 @@ class GatewayState:
                 continue
             seen = self.nc.stats["reconnects"]
             try:
-                await ensure_all(self.js, self.settings)
+                await ensure_all(self.js, self.settings, converge=True)
                 await self.feed.resubscribe()
                 for model in self.readmodels.values():
                     await model.stop()
@@ -258,6 +261,15 @@ class GatewayState:
                 message="AOC_AUDIT refuses new audit copies when full: raise AOC_AUDIT_MAX_BYTES",
             )
         self._audit_info = (time.monotonic(), cached)
+        return cached
+
+    async def nats_servers(self, max_age: float = 2.0) -> dict[str, Any]:
+        """The nats-servers and stream replicas (gateway/cluster_view.py), cached briefly."""
+        fetched, cached = self._servers_info
+        if time.monotonic() - fetched < max_age and cached:
+            return cached
+        cached = await nats_servers(self.nc, self.js)
+        self._servers_info = (time.monotonic(), cached)
         return cached
 
     async def view_status(self) -> dict[str, Any]:

@@ -341,6 +341,7 @@ async def metrics(gw: Gateway) -> dict[str, Any]:
         jetstream=await gw.stream_state(),
     )
     body["projection"] = {"applied_seq": gw.projection.applied_seq, "rows_in_memory": len(gw.projection.rows)}
+    body["nats"] = await gw.nats_servers()  # servers, stream leaders, replicas (gateway/cluster_view.py)
     return body
 
 

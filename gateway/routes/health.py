@@ -1,5 +1,5 @@
 """/health (public: up or down, nothing more) and /health/details (any authenticated
-role: NATS, the stream, projection lag, every engine's heartbeat age)."""
+role: NATS and its servers, the stream, projection lag, every engine's heartbeat age)."""
 
 from __future__ import annotations
 
@@ -27,6 +27,8 @@ async def health(gw: Gateway) -> JSONResponse:
 @router.get("/health/details")
 async def health_details(gw: Gateway) -> JSONResponse:
     body: dict[str, Any] = await gw.health()
+    # which nats-servers there are, reachable or not, what each leads, replicas current or lagging
+    body["nats"].update(await gw.nats_servers())
     now = datetime.now(UTC)
     timeout = gw.settings.heartbeat_timeout
     engines = {}

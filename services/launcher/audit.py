@@ -357,7 +357,7 @@ async def _connect(url: str, credentials: NatsCredentials | None) -> Any:
         auth["inbox_prefix"] = inbox_prefix(credentials.user)
     try:
         return await nats.connect(
-            url,
+            servers=[server.strip() for server in url.split(",")],  # a cluster: every member
             **auth,
             name="aoc-audit-replay",
             connect_timeout=3,

@@ -271,6 +271,15 @@ def audit_replay(args: argparse.Namespace) -> int:
     return audit.run_replay_command(settings.effective_nats_url, options, args.output, credentials)
 
 
+def up_settings(args: argparse.Namespace) -> Settings:
+    """Settings for `aoc up`: the environment, with the command-line flags on top."""
+    overrides = {"nats_cluster": args.nats_cluster, "instances": args.instances}
+    try:
+        return Settings(**{key: value for key, value in overrides.items() if value is not None})
+    except ValueError as exc:  # pydantic's ValidationError: say which flag, in one line
+        raise CliError(" ".join(str(exc).split())) from None
+
+
 # --- the parser ---------------------------------------------------------------------------
 
 
@@ -300,11 +309,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aoc", description="AOC: Admin Operations Center")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    commands.add_parser(
+    up_cmd = commands.add_parser(
         "up",
         help="run nats-server (unless NATS_URL is set), the seven engines and the gateway",
         description="Start the embedded stack and supervise it; Ctrl-C or SIGTERM stops everything. "
         "Uses AOC_DATA_DIR, AOC_NATS_PORT, AOC_HTTP_PORT; with NATS_URL set, starts no nats-server.",
+    )
+    up_cmd.add_argument(
+        "--nats-cluster",
+        type=int,
+        metavar="N",
+        help="embedded nats-servers: 1, or a loopback cluster of 3 (5) with replicated streams "
+        "(AOC_NATS_CLUSTER)",
+    )
+    up_cmd.add_argument(
+        "--instances", type=int, metavar="N", help="processes per engine (AOC_INSTANCES; docs/scale-out.md)"
     )
     status_cmd = commands.add_parser("status", help="state of every engine (from the gateway)")
     status_cmd.add_argument("--json", action="store_true", help="print the raw dashboard JSON")
@@ -352,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "up":
             from services.launcher.supervisor import up
 
-            return up(Settings())
+            return up(up_settings(args))
         if args.command == "status":
             return status(args.json)
         if args.command == "audit":

@@ -23,13 +23,16 @@ from contracts import subjects
 from contracts.events import ProcessCrashed, Summary, encode, new_event
 from contracts.settings import Settings
 from services.runtime.bus import connect, publish_with_retry
+from services.runtime.main import DEPOSED_EXIT
 
 LAUNCHER = "launcher"
 CONNECT_TIMEOUT_S = 5.0
 
 
 def is_crash(returncode: int) -> bool:
-    return returncode != 0
+    # an instance that lost its lease exits on purpose (DEPOSED_EXIT): the takeover is on
+    # record as instance_took_over; it is started again as a standby, not a crash
+    return returncode not in (0, DEPOSED_EXIT)
 
 
 def crash_record(

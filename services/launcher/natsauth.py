@@ -18,9 +18,11 @@ Who may do what on the bus (docs/security.md has the table for operators):
   consumers on ``AOC_EVENTS`` (create, info, pull, ack; never delete), publishes only
   ``aoc.evt.siem.>`` (its alerts) and writes only its status bucket ``aoc_siem``. It
   sends no control command and answers none;
-- ``launcher`` (`aoc up`'s supervisor) publishes one thing: ``aoc.evt.<process>.process_crashed``
-  when a child ends by a signal or a non-zero exit (it saw the exit status); it reads
-  nothing and sends no command;
+- ``launcher`` (`aoc up`'s supervisor) publishes one kind of event,
+  ``aoc.evt.<process>.process_crashed``, when a child ends by a signal or a non-zero exit
+  (it saw the exit status); it asks JetStream whether the cluster has a meta leader
+  before it starts the services, and pings the engines' ``$SRV`` discovery before it
+  says the stack is up; it reads no stream and sends no command;
 - ``admin`` is for break-glass JetStream maintenance (edit a stream, delete a message):
   everything except sending control commands or forging events and heartbeats;
 - nobody connects without a user.
@@ -254,9 +256,11 @@ def operator_permissions(user: str, catalog: Catalog) -> Permissions:
 
 
 def launcher_permissions() -> Permissions:
-    """Least privilege: the crash record of a child, and the acks of those publishes."""
+    """Least privilege: the crash record of a child (and the acks of those publishes),
+    discovery pings, and JetStream's account info (is there a meta leader)."""
+    srv_publish, _ = _discovery(None)
     return Permissions(
-        publish=[subjects.evt("*", ProcessCrashed.TYPE)],
+        publish=[subjects.evt("*", ProcessCrashed.TYPE), *srv_publish, f"{JS}.INFO"],
         subscribe=[f"{inbox_prefix(LAUNCHER)}.>"],
     )
 

@@ -3,7 +3,11 @@
 One asyncio loop owns everything: a task per child process waits for it to exit and
 starts it again after a backoff; a signal sets one event and the shutdown runs in
 order (children first, so engines can still publish their last events, then the
-embedded nats-server).
+embedded nats-server(s)).
+
+Topology comes from settings: ``AOC_NATS_CLUSTER`` embedded nats-servers (1, or a
+loopback cluster of 3 whose JetStream meta leader is elected before any service starts),
+``AOC_INSTANCES`` processes per engine (each with its own ``AOC_INSTANCE_ID`` and log).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import asyncio
 import contextlib
 import ctypes
 import fcntl
+import json
 import os
 import signal
 import socket
@@ -24,15 +29,21 @@ from pathlib import Path
 from typing import BinaryIO
 
 import httpx
+import nats
+from nats.aio.msg import Msg
+from nats.micro.service import ServiceVerb, control_subject
 
 from contracts.settings import Settings
 from contracts.systems import SYSTEMS
 from gateway.security.tokens import admin_token_notice
 from services.launcher.crashes import CrashReporter
-from services.launcher.natsserver import NatsServer
+from services.launcher.natsauth import LAUNCHER
+from services.launcher.natsserver import NatsCluster, NatsServer, consecutive_ports
+from services.runtime.bus import connect_options
 
 STOP_GRACE_S = 10.0  # SIGTERM, then this long before SIGKILL
 HEALTH_TIMEOUT_S = 60.0
+CLUSTER_READY_S = 60.0  # every member listening and a JetStream meta leader elected
 
 
 def say(line: str) -> None:
@@ -69,6 +80,8 @@ class ChildSpec:
     argv: list[str]
     env: dict[str, str]
     log_file: Path
+    system: str | None = None  # the engine slug (None: the gateway)
+    instance_id: str | None = None  # AOC_INSTANCE_ID of an engine process
 
 
 async def sleep_unless(event: asyncio.Event, seconds: float) -> None:
@@ -253,20 +266,46 @@ def lock_data_dir(data_dir: Path) -> BinaryIO:
 
 def child_env(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
-    env["NATS_URL"] = settings.effective_nats_url
+    env["NATS_URL"] = settings.effective_nats_url  # a cluster: every member, comma-separated
+    # the replicas the launcher chose (e.g. from --nats-cluster), not a default of their own
+    env["AOC_STREAM_REPLICAS"] = str(settings.stream_replicas)
     env["PYTHONUNBUFFERED"] = "1"  # log lines reach the log files as they happen
     return env
 
 
+def instance_ids(slug: str, settings: Settings) -> list[str]:
+    """<slug>-1 ... <slug>-N: stable across restarts, so logs and discovery name them."""
+    return [f"{slug}-{number}" for number in range(1, settings.instances + 1)]
+
+
+def engine_specs(settings: Settings, env: dict[str, str]) -> list[ChildSpec]:
+    """One process per engine instance, each with its own AOC_INSTANCE_ID and log file
+    (``<slug>.log`` when there is one instance, as before; ``<slug>-<n>.log`` otherwise)."""
+    logs = settings.data_dir / "logs"
+    specs = []
+    for slug, info in SYSTEMS.items():
+        for instance in instance_ids(slug, settings):
+            name = slug if settings.instances == 1 else instance
+            specs.append(
+                ChildSpec(
+                    name,
+                    [sys.executable, "-m", f"services.{info.module}"],
+                    {**env, "AOC_INSTANCE_ID": instance},
+                    logs / f"{name}.log",
+                    system=slug,
+                    instance_id=instance,
+                )
+            )
+    return specs
+
+
 def child_specs(settings: Settings) -> list[ChildSpec]:
     env = child_env(settings)
-    logs = settings.data_dir / "logs"
-    specs = [
-        ChildSpec(slug, [sys.executable, "-m", f"services.{info.module}"], env, logs / f"{slug}.log")
-        for slug, info in SYSTEMS.items()
-    ]
-    specs.append(ChildSpec("gateway", [sys.executable, "-m", "gateway"], env, logs / "gateway.log"))
+    specs = engine_specs(settings, env)
+    gateway_log = settings.data_dir / "logs" / "gateway.log"
+    specs.append(ChildSpec("gateway", [sys.executable, "-m", "gateway"], env, gateway_log))
     # not an engine: SIEM export and control-plane alerts (docs/siem.md)
+    logs = settings.data_dir / "logs"
     specs.append(ChildSpec("siem", [sys.executable, "-m", "services.siem"], env, logs / "siem.log"))
     return specs
 
@@ -278,12 +317,75 @@ def public_base_url(settings: Settings) -> str:
     return f"http://{host}:{settings.http_port}"
 
 
-def start_nats(settings: Settings) -> NatsServer:
-    if port_in_use("127.0.0.1", settings.nats_port):
+def embedded_ports(settings: Settings) -> dict[str, list[int]]:
+    """Client, route and monitor ports of the embedded server(s): a base each, +1 per member."""
+    size = settings.nats_cluster
+    ports = {"client": consecutive_ports(settings.nats_port, size)}
+    if size > 1:
+        ports["route"] = consecutive_ports(settings.nats_route_port, size)
+    if settings.nats_monitor_port:
+        ports["monitor"] = consecutive_ports(settings.nats_monitor_port, size)
+    return ports
+
+
+def check_ports_free(settings: Settings) -> dict[str, list[int]]:
+    ports = embedded_ports(settings)
+    taken = [port for numbers in ports.values() for port in numbers] + [settings.http_port]
+    clashes = sorted({port for port in taken if taken.count(port) > 1})
+    if clashes:
         raise LaunchError(
-            f"port {settings.nats_port} is already in use (another `aoc up` or nats-server?). "
-            "Set AOC_NATS_PORT to another port, or NATS_URL to use the server that is running."
+            f"ports {clashes} are given twice: AOC_NATS_PORT, AOC_NATS_ROUTE_PORT and AOC_NATS_MONITOR_PORT "
+            f"each take {settings.nats_cluster} consecutive ports, and AOC_HTTP_PORT one"
         )
+    variables = {
+        "client": "AOC_NATS_PORT",
+        "route": "AOC_NATS_ROUTE_PORT",
+        "monitor": "AOC_NATS_MONITOR_PORT",
+    }
+    for kind, numbers in ports.items():
+        for port in numbers:
+            if port > 65535 or port_in_use("127.0.0.1", port):
+                raise LaunchError(
+                    f"port {port} is already in use (another `aoc up` or nats-server?). "
+                    f"Set {variables[kind]} to another (base) port, or NATS_URL to use the server "
+                    "that is running."
+                )
+    return ports
+
+
+def start_nats(settings: Settings) -> list[NatsServer]:
+    """The embedded nats-server(s), ready for the services: one server, or a cluster with
+    its meta leader elected."""
+    ports = check_ports_free(settings)
+    if settings.nats_cluster > 1:
+        return start_cluster(settings, ports).nodes
+    return [start_single(settings)]
+
+
+def start_cluster(settings: Settings, ports: dict[str, list[int]]) -> NatsCluster:
+    nats_dir = settings.data_dir / "nats"
+    if (nats_dir / "jetstream").exists():
+        say(f"note: the single server's store {nats_dir / 'jetstream'} is not part of the cluster's stores")
+    cluster = NatsCluster(
+        nats_dir,
+        size=settings.nats_cluster,
+        name=settings.nats_cluster_name,
+        ports=ports["client"],
+        route_ports=ports["route"],
+        monitor_ports=ports.get("monitor"),
+        sync_interval=settings.nats_sync_interval,
+        log_dir=settings.data_dir / "logs",
+        secure=settings.nats_secure,
+        credentials_dir=settings.effective_nats_credentials_dir,
+        operators=settings.nats_operators,
+    )
+    try:
+        return cluster.start(timeout=CLUSTER_READY_S)
+    except (RuntimeError, TimeoutError, FileNotFoundError) as exc:
+        raise LaunchError(f"embedded NATS cluster did not start: {exc}") from None
+
+
+def start_single(settings: Settings) -> NatsServer:
     server = NatsServer(
         settings.data_dir / "nats",
         port=settings.nats_port,
@@ -303,7 +405,8 @@ def start_nats(settings: Settings) -> NatsServer:
 
 
 async def watch_nats(server: NatsServer, stopping: asyncio.Event) -> None:
-    """The embedded server is a child too: restart it if it dies (engines reconnect)."""
+    """An embedded server is a child too: restart it if it dies (engines reconnect; a
+    cluster member catches up from its peers)."""
     backoff = Backoff()
     started = time.monotonic()
     while not stopping.is_set():
@@ -312,29 +415,101 @@ async def watch_nats(server: NatsServer, stopping: asyncio.Event) -> None:
         if stopping.is_set() or process is None or process.poll() is None:
             continue
         delay = backoff.delay_after(time.monotonic() - started)
-        say(f"nats-server exited with {describe_exit(process.returncode)}; restarting in {delay:g}s")
+        name = server.server_name
+        say(f"nats-server {name} exited with {describe_exit(process.returncode)}; restarting in {delay:g}s")
         await asyncio.sleep(delay)
         try:
             await asyncio.to_thread(server.start)
             started = time.monotonic()
         except (RuntimeError, TimeoutError) as exc:
-            say(f"nats-server did not restart: {exc}")
+            say(f"nats-server {name} did not restart: {exc}")
 
 
-async def announce_when_healthy(settings: Settings) -> None:
+# --- readiness ----------------------------------------------------------------------------
+
+
+async def discoverable_engines(settings: Settings, wait: float = 0.5) -> dict[str, set[str]]:
+    """slug -> the micro service ids that answered one ``$SRV.PING`` within ``wait``."""
+    found: dict[str, set[str]] = {}
+    nc = await nats.connect(
+        **connect_options(settings, LAUNCHER),
+        name="aoc-launcher",
+        connect_timeout=2,
+        allow_reconnect=False,
+        max_reconnect_attempts=1,
+        error_cb=_ignore_error,
+    )
+    try:
+        inbox = nc.new_inbox()
+
+        async def pong(msg: Msg) -> None:
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                reply = json.loads(msg.data)
+                found.setdefault(reply["name"].removeprefix("aoc-"), set()).add(reply["id"])
+
+        sub = await nc.subscribe(inbox, cb=pong)
+        await nc.publish(control_subject(ServiceVerb.PING), b"", reply=inbox)
+        await asyncio.sleep(wait)
+        await sub.unsubscribe()
+    finally:
+        await nc.close()
+    return found
+
+
+async def _ignore_error(_exc: Exception) -> None:  # the default callback prints tracebacks
+    return None
+
+
+def missing_engines(settings: Settings, found: dict[str, set[str]]) -> list[str]:
+    """Engines with fewer discoverable instances than AOC_INSTANCES, as 'slug (n/N)'."""
+    expected = settings.instances
+    return [
+        f"{slug} ({len(found.get(slug, ()))}/{expected})" if expected > 1 else slug
+        for slug in SYSTEMS
+        if len(found.get(slug, ())) < expected
+    ]
+
+
+async def wait_for_engines(settings: Settings, timeout: float) -> list[str]:
+    """Until every engine instance answers discovery; returns those still missing."""
+    deadline = time.monotonic() + timeout
+    missing = list(SYSTEMS)
+    while time.monotonic() < deadline:
+        try:
+            missing = missing_engines(settings, await discoverable_engines(settings))
+        except Exception as exc:  # NATS refused the launcher: say so once, don't block the start
+            say(f"cannot check engine discovery ({type(exc).__name__}: {exc})")
+            return []
+        if not missing:
+            return []
+        await asyncio.sleep(0.25)
+    return missing
+
+
+async def gateway_healthy(settings: Settings, timeout: float) -> bool:
     base = public_base_url(settings)
-    deadline = time.monotonic() + HEALTH_TIMEOUT_S
+    deadline = time.monotonic() + timeout
     async with httpx.AsyncClient(timeout=1.0) as client:
         while time.monotonic() < deadline:
             with contextlib.suppress(httpx.HTTPError):
                 if (await client.get(f"{base}/health")).status_code == 200:
-                    print(
-                        f"AOC is up: dashboard {base}/admin-ops  (API {base}/api/v1/admin/dashboard)",
-                        flush=True,
-                    )
-                    return
+                    return True
             await asyncio.sleep(0.25)
-    say(f"the gateway is not healthy after {HEALTH_TIMEOUT_S:g}s; see {settings.data_dir / 'logs'}")
+    return False
+
+
+async def announce_when_healthy(settings: Settings) -> None:
+    """ "AOC is up" once the gateway is healthy *and* every engine instance answers NATS
+    discovery: the engines that load scikit-learn start seconds after the others, and an
+    operator who ran `nats micro ls` at the first healthy /health saw 5 of 7."""
+    base = public_base_url(settings)
+    if not await gateway_healthy(settings, HEALTH_TIMEOUT_S):
+        say(f"the gateway is not healthy after {HEALTH_TIMEOUT_S:g}s; see {settings.data_dir / 'logs'}")
+        return
+    missing = await wait_for_engines(settings, HEALTH_TIMEOUT_S)
+    if missing:
+        say(f"not answering NATS discovery after {HEALTH_TIMEOUT_S:g}s: {', '.join(missing)}")
+    print(f"AOC is up: dashboard {base}/admin-ops  (API {base}/api/v1/admin/dashboard)", flush=True)
 
 
 async def run_up(settings: Settings) -> int:
@@ -347,13 +522,23 @@ async def run_up(settings: Settings) -> int:
     if port_in_use(settings.http_host, settings.http_port):
         raise LaunchError(f"HTTP port {settings.http_port} is already in use; set AOC_HTTP_PORT")
     (settings.data_dir / "logs").mkdir(parents=True, exist_ok=True)
-    server: NatsServer | None = None
+    servers: list[NatsServer] = []
     if settings.embedded:
-        server = await asyncio.to_thread(start_nats, settings)
-        mode = f"users in {server.credentials_dir}" if server.secure else "no auth: AOC_NATS_SECURE=false"
-        say(f"embedded nats-server on {server.url} (store {server.data_dir}; {mode})")
+        servers = await asyncio.to_thread(start_nats, settings)
+        first = servers[0]
+        mode = f"users in {first.credentials_dir}" if first.secure else "no auth: AOC_NATS_SECURE=false"
+        if len(servers) == 1:
+            say(f"embedded nats-server on {first.url} (store {first.data_dir}; {mode})")
+        else:
+            say(
+                f"embedded NATS cluster {settings.nats_cluster_name!r} of {len(servers)}: "
+                f"{', '.join(f'{s.server_name} {s.url}' for s in servers)} "
+                f"(stores in {first.data_dir.parent}; {settings.stream_replicas} replicas; {mode})"
+            )
     else:
         say(f"using NATS at {settings.effective_nats_url}")
+    if settings.instances > 1:
+        say(f"{settings.instances} instances of each engine: one active (its lease), the others standby")
     for line in admin_token_notice(settings, public_base_url(settings)):
         say(line)
 
@@ -362,7 +547,7 @@ async def run_up(settings: Settings) -> int:
     async def report_exit(child: Child, code: int, uptime: float, delay: float) -> None:
         assert child.process is not None
         await reporter.report(
-            child.spec.name,
+            child.spec.system or child.spec.name,  # an engine instance's crash is its engine's
             pid=child.process.pid,
             returncode=code,
             uptime_s=uptime,
@@ -374,8 +559,7 @@ async def run_up(settings: Settings) -> int:
     supervisor.start()
     say(f"started {len(supervisor.children)} services; logs in {settings.data_dir / 'logs'}")
     helpers = [asyncio.create_task(announce_when_healthy(settings))]
-    if server is not None:
-        helpers.append(asyncio.create_task(watch_nats(server, supervisor.stopping)))
+    helpers += [asyncio.create_task(watch_nats(server, supervisor.stopping)) for server in servers]
 
     await stop_requested.wait()
     say("stopping ...")
@@ -384,7 +568,7 @@ async def run_up(settings: Settings) -> int:
     await asyncio.gather(*helpers, return_exceptions=True)
     await supervisor.stop()
     await reporter.close()
-    if server is not None:
+    for server in servers:
         await asyncio.to_thread(server.stop)
     say("stopped")
     lock.close()

@@ -85,7 +85,8 @@ def nats_credentials(settings: Settings, identity: str) -> NatsCredentials | Non
 
 def connect_options(settings: Settings, identity: str) -> dict[str, Any]:
     """Server list and credentials for nats.connect, for callers that tune the rest."""
-    options: dict[str, Any] = {"servers": settings.effective_nats_url.split(",")}  # a cluster may be listed
+    # a cluster is a list: nats-py takes a comma-separated string for one URL
+    options: dict[str, Any] = {"servers": settings.nats_servers}
     credentials = nats_credentials(settings, identity)
     if credentials is not None:
         options.update(

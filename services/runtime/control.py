@@ -9,7 +9,9 @@ forms of human NATS users), hands each request to the host and sends the reply."
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -155,8 +157,10 @@ class ControlEndpoints:
         schedule: str,
         handler: Handler,
         stats: Callable[[], dict[str, Any]],
+        instance: str = "",
     ) -> None:
         self._nc = nc
+        self._instance = instance
         self._slug = slug
         self._label = label
         self._schedule = schedule
@@ -171,7 +175,14 @@ class ControlEndpoints:
             name=f"aoc-{self._slug}",
             version=VERSION,
             description=self._label,
-            metadata={"system": self._slug, "schedule": self._schedule},
+            # which process this is: the health probe finds its own instance by these
+            metadata={
+                "system": self._slug,
+                "schedule": self._schedule,
+                "instance": self._instance,
+                "host": socket.gethostname(),
+                "pid": str(os.getpid()),
+            },
             # one queue group per engine: scaled-out instances of one engine share
             # a command, while every engine still receives aoc.ctl.all.*
             queue_group=f"aoc-{self._slug}",

@@ -144,6 +144,7 @@ class EngineHost:
                 "desired": str(self.desired),
                 "role": self.role,
             },
+            instance=self.instance,
         )
         await self.control.start()
         self._forwarded = await self.nc.subscribe(
