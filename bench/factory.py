@@ -31,7 +31,7 @@ from _common import load_average, machine_facts, nats_server, percentile, print_
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from contracts.factory import PAGE_TYPES, validate_submission
-from services.factory.catalog import TEMPLATES
+from contracts.factory.catalog import TEMPLATES
 from services.factory.render import Renderer, js_string
 from tests.factory.hostile import hostile_requirements
 
