@@ -31,7 +31,11 @@ async def build_release(frontend: Path, releases: Path, *, timeout: float = 600)
     store = ReleaseStore(releases)
     files = await asyncio.to_thread(scan_tree, frontend)
     release = await asyncio.to_thread(
-        store.build, frontend, new_release_id(tree_digest(files)), previous=None, info={"triggered_by": ["test"]}
+        store.build,
+        frontend,
+        new_release_id(tree_digest(files)),
+        previous=None,
+        info={"triggered_by": ["test"]},
     )
     builder = ReleaseBuilder(releases, node_modules=ensure_toolchain(), timeout=timeout)
     return await builder.build(release), release.path

@@ -249,3 +249,27 @@ def test_an_icon_lucide_does_not_have_is_refused_at_submit(icon: str):
     assert not result.ok
     assert [e.loc for e in result.errors] == [("sidebar_icon",)]
     assert "lucide" in result.errors[0].msg
+
+
+def test_aoc_factory_init_installs_the_kit_without_importing_an_engine(tmp_path: Path):
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from services.launcher.cli import main\n"
+        f"code = main(['factory', 'init', '--root', {str(tmp_path / 'frontend')!r}])\n"
+        "engines = sorted(m for m in sys.modules if m.split('.')[:2] in (\n"
+        "    ['services', 'factory'], ['services', 'deploy'], ['services', 'integrity']))\n"
+        "print('ENGINES', engines)\n"
+        "sys.exit(code)\n"
+    )
+    first = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert first.returncode == 0, first.stderr
+    assert "bootstrapped a Next.js app with frontend kit" in first.stdout
+    assert "  wrote    src/components/factory/data-table.tsx" in first.stdout
+    assert "ENGINES []" in first.stdout
+    assert installed_version(tmp_path / "frontend") == kit_version()
+
+    again = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert f"frontend kit {kit_version()} is up to date" in again.stdout

@@ -46,7 +46,12 @@ ADVISORY_TABLE = {
     "data_fields": [
         {"name": "id", "label": "ID", "type": "string", "required": True},
         {"name": "title", "label": "Title", "type": "string"},
-        {"name": "priority", "label": "Priority", "type": "enum", "values": ["critical", "high", "medium", "low"]},
+        {
+            "name": "priority",
+            "label": "Priority",
+            "type": "enum",
+            "values": ["critical", "high", "medium", "low"],
+        },
         {"name": "cvss", "label": "CVSS", "type": "number"},
         {"name": "known_exploited", "label": "Exploited", "type": "boolean"},
     ],
@@ -90,7 +95,12 @@ async def next_app(tmp_path_factory):
     schedules = {"frontend-factory.queue": 3600, "advisory-refresh.refresh": 3600}
     limits = {"rate_limit_burst": 10_000, "rate_limit_per_minute": 10_000.0}
     settings = Settings(
-        nats_url=server.url, data_dir=tmp / "data", admin_token=ADMIN_TOKEN, schedules=schedules, **FAST, **limits
+        nats_url=server.url,
+        data_dir=tmp / "data",
+        admin_token=ADMIN_TOKEN,
+        schedules=schedules,
+        **FAST,
+        **limits,
     )
     headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     try:
@@ -119,10 +129,12 @@ async def next_app(tmp_path_factory):
 
                 api_rows = await eventually(advisories, timeout=30)
                 frontend = tmp / "frontend"
-                outcome, release = await build_release(frontend, tmp / "releases")
+                outcome, _release = await build_release(frontend, tmp / "releases")
                 assert outcome.ok, outcome.error
                 async with next_server(outcome.app_dir, gateway) as url:
-                    yield App(frontend, outcome.app_dir, gateway, url, routes, api_rows, outcome.run.duration_ms)
+                    yield App(
+                        frontend, outcome.app_dir, gateway, url, routes, api_rows, outcome.run.duration_ms
+                    )
     finally:
         server.stop()
 
@@ -198,7 +210,10 @@ async def test_the_advisories_table_shows_the_gateways_rows(next_app, browser):
         await page.get_by_text(f"Page 1 of 2 \u00b7 {ADVISORIES} rows").wait_for()
         # the sidebar from the registry lists every deployed page, with its section
         sidebar = page.locator("nav.aoc-sidebar")
-        assert await sidebar.get_by_role("link", name="Threat Advisories").get_attribute("aria-current") == "page"
+        assert (
+            await sidebar.get_by_role("link", name="Threat Advisories").get_attribute("aria-current")
+            == "page"
+        )
         registry = json.loads((next_app.frontend / SIDEBAR_REGISTRY).read_text())["entries"]
         assert await sidebar.locator("li a").count() == len(registry) == len(next_app.routes)
         assert not problems, problems
@@ -245,7 +260,7 @@ async def test_search_sort_filter_pagination_and_csv_export_work_in_the_browser(
             await page.get_by_role("button", name="CSV").click()
         download = await download_info.value
         assert download.suggested_filename == "intel-advisories.csv"
-        content = Path(await download.path()).read_text(encoding="utf-8")
+        content = await asyncio.to_thread(Path(await download.path()).read_text, encoding="utf-8")
         table = list(csv.reader(io.StringIO(content)))
         assert table[0] == ["ID", "Title", "Priority", "CVSS", "Exploited"]
         assert sorted(row[0] for row in table[1:]) == sorted(chosen)
