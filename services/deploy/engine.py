@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import time
 from collections import deque
 from pathlib import Path
@@ -78,6 +79,7 @@ class DeployEngine(Engine):
         self.command_timeout = config.deploy_timeout
         self.keep = config.releases_keep
         self.build_mode = config.deploy_build
+        self._warned_no_node = False
         self.builder = ReleaseBuilder(
             self.store.root, node_modules=config.frontend_node_modules, timeout=config.deploy_timeout
         )
@@ -300,10 +302,20 @@ class DeployEngine(Engine):
 
     def _builds(self, release: Release) -> bool:
         """The built-in next build runs for a release with a package.json: always, or
-        (auto) when no deploy command is configured to build it instead."""
+        (auto) when no deploy command is configured to build it instead and this host
+        can build at all (the AOC image has no node; its pipeline builds elsewhere)."""
         if self.build_mode == "never" or not wants_build(release):
             return False
-        return self.build_mode == "always" or not self.command
+        if self.build_mode == "always":
+            return True
+        if self.command:
+            return False
+        if shutil.which("node") is None:
+            if not self._warned_no_node:
+                self._warned_no_node = True
+                self.host.log.warning("deploy.build_skipped", reason="node is not installed (build: auto)")
+            return False
+        return True
 
     def _prune(self) -> None:
         self.store.prune(self.keep)

@@ -10,6 +10,7 @@ import hashlib
 import json
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from contracts.factory import LUCIDE_ICONS, OWNERSHIP_MANIFEST, SIDEBAR_ICONS, SIDEBAR_REGISTRY
@@ -273,3 +274,61 @@ def test_aoc_factory_init_installs_the_kit_without_importing_an_engine(tmp_path:
 
     again = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert f"frontend kit {kit_version()} is up to date" in again.stdout
+
+
+async def test_the_factory_installs_the_kit_on_its_first_deploy_and_upgrades_it_at_start(
+    line_settings, nc, tap, monkeypatch
+):
+    from contracts.factory import (
+        REQUIREMENT_ID_HEADER,
+        SUBMIT_SUBJECT,
+        FactoryRequest,
+        FrontendKitInstalled,
+        encode,
+        reply_decoder,
+        request_subject,
+    )
+    from services.runtime.testing import running_engines
+    from tests.factory.conftest import eventually, example
+
+    async def ask(verb: str, requirement_id: str):
+        reply = await nc.request(
+            request_subject(verb), encode(FactoryRequest(requirement_id=requirement_id)), 5
+        )
+        return reply_decoder.decode(reply.data)
+
+    async with running_engines(line_settings, ["frontend-factory"]) as hosts:
+        engine = hosts["frontend-factory"].engine
+        await nc.jetstream().publish(
+            SUBMIT_SUBJECT,
+            json.dumps(example("data_table")).encode(),
+            headers={REQUIREMENT_ID_HEADER: "kit-1"},
+        )
+        await eventually(lambda: engine.ledger.get("kit-1"))
+        assert (await ask("generate", "kit-1")).ok
+        assert not (engine.tree.root / "package.json").exists()  # nothing before the first deploy
+        assert (await ask("deploy", "kit-1")).ok
+
+        event = await tap.wait_for(lambda e: e.type == FrontendKitInstalled.TYPE)
+        installed = msgspec.json.decode(event.data, type=FrontendKitInstalled)
+        assert installed.bootstrapped and installed.previous_version is None
+        assert installed.version == kit_version() == installed_version(engine.tree.root)
+        assert "src/components/factory/data-table.tsx" in installed.written
+
+        # a newer AOC ships a newer kit: the factory upgrades the tree when it starts
+        newer = tuple(
+            KitFile(f.path, f.data + b"\n", f.part) if f.path.endswith(".css") else f
+            for f in kit.kit_sources()
+        )
+        monkeypatch.setattr(kit, "kit_sources", lambda: newer)
+        monkeypatch.setattr(kit, "kit_version", lambda: "newer-kit")
+        monkeypatch.setattr("services.factory.engine.kit_version", lambda: "newer-kit")
+        body = json.dumps({"actor": "test", "reason": "a newer kit"}).encode()
+        await nc.request("aoc.ctl.frontend-factory.restart", body, timeout=5)
+        event = await tap.wait_for(
+            lambda e: e.type == FrontendKitInstalled.TYPE and b"newer-kit" in bytes(e.data), timeout=10
+        )
+        upgraded = msgspec.json.decode(event.data, type=FrontendKitInstalled)
+        assert upgraded.previous_version == installed.version and upgraded.bootstrapped
+        assert upgraded.written == ["src/components/factory/factory.css"]
+        assert installed_version(engine.tree.root) == "newer-kit"
