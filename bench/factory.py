@@ -14,7 +14,7 @@ two fsynced events, the render), median and p99.
 
 With --next it measures the real toolchain (tests/factory/toolchain.py installs it):
 - ``next build`` of the kit's bootstrapped app with the six example pages deployed,
-  against ``next build`` of the same app with no page (baseline), alternating;
+  against ``next build`` of the same app with no page (baseline), alternating ABBA;
 - the first render of a generated data table in Chromium (a fresh browser context per
   visit: navigation until its 50 rows are in the table, the data coming through the
   app's /api forwarder from a local JSON upstream), against the first render of the
@@ -141,7 +141,8 @@ async def measure_next(builds: int, visits: int) -> dict[str, list[float]]:
     with tempfile.TemporaryDirectory() as scratch:
         base = Path(scratch)
         for n in range(builds):
-            for name, pages in (("build empty", False), ("build six", True)):
+            pair = (("build empty", False), ("build six", True))
+            for name, pages in pair if n % 2 == 0 else pair[::-1]:  # ABBA: neither always goes first
                 tree = _tree(base / f"{name}-{n}" / "frontend", pages)
                 outcome, _ = await build_release(tree, base / f"rel-{name}-{n}")
                 assert outcome.ok, outcome.error
