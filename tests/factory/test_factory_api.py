@@ -209,6 +209,13 @@ async def test_templates_schema_component_library_and_one_shot_preview(line):
     components = (await line.http.get(f"{API}/component-library")).json()
     assert {"DataTable", "PageHeader", "FormField", "ChartPanel"} <= {c["name"] for c in components}
     assert all({"name", "description", "props"} <= set(c) and c["props"] for c in components)
+    # exactly the components the kit ships, each where the kit installs it
+    kit_components = {
+        f.path
+        for f in kit_sources()
+        if f.path.startswith("src/components/factory/") and f.path.endswith(".tsx")
+    }
+    assert {c["file"] for c in components} == kit_components
 
     preview = (await line.http.post(f"{API}/generate-preview", json=example("analytics"))).json()
     assert preview["valid"] is True and preview["tsx_code"].startswith('"use client";')
