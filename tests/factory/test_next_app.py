@@ -155,6 +155,14 @@ async def tab(browser, token: str | None = ADMIN_TOKEN):
     problems: list[str] = []
     page.on("pageerror", lambda error: problems.append(f"pageerror: {error}"))
     page.on("dialog", lambda dialog: problems.append(f"dialog: {dialog.message}"))
+
+    def on_console(message) -> None:
+        # a page whose endpoint the gateway does not serve logs its 404 (and shows it);
+        # anything else (a hydration mismatch, a React error) is a problem
+        if message.type == "error" and "Failed to load resource" not in message.text:
+            problems.append(f"console: {message.text}")
+
+    page.on("console", on_console)
     try:
         yield page, problems
     finally:
