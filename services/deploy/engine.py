@@ -156,6 +156,8 @@ class DeployEngine(Engine):
                 self.host.log.exception("deploy.watch_failed")
                 await asyncio.sleep(1.0)
                 continue
+            if not messages:
+                continue  # nats-py can end a pull with no message and no timeout error
             reasons = [_reason(message.subject, message.data) for message in messages]
             # a page the factory deployed is an explicit request; a flag only reports drift
             explicit = any(reason.startswith(RequirementDeployed.TYPE) for reason in reasons)
