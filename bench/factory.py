@@ -12,8 +12,17 @@ With --nats it also measures what a caller sees: POST-equivalent generate reques
 NATS request/reply to a running factory engine on a throwaway nats-server (validation,
 two fsynced events, the render), median and p99.
 
+With --next it measures the real toolchain (tests/factory/toolchain.py installs it):
+- ``next build`` of the kit's bootstrapped app with the six example pages deployed,
+  against ``next build`` of the same app with no page (baseline), alternating ABBA;
+- the first render of a generated data table in Chromium (a fresh browser context per
+  visit: navigation until its 50 rows are in the table, the data coming through the
+  app's /api forwarder from a local JSON upstream), against the first render of the
+  app's static home page (baseline) in the same browser.
+
     .venv/bin/python bench/factory.py
     .venv/bin/python bench/factory.py --rounds 2000 --nats
+    .venv/bin/python bench/factory.py --rounds 50 --next --builds 2 --visits 10
 """
 
 from __future__ import annotations
@@ -31,7 +40,7 @@ from _common import load_average, machine_facts, nats_server, percentile, print_
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from contracts.factory import PAGE_TYPES, validate_submission
-from services.factory.catalog import TEMPLATES
+from contracts.factory.catalog import TEMPLATES
 from services.factory.render import Renderer, js_string
 from tests.factory.hostile import hostile_requirements
 
@@ -104,11 +113,125 @@ async def measure_over_nats(requests: int) -> tuple[list[float], list[float]]:
     return generate_ms, preview_ms
 
 
+# --- the real toolchain: next build and the first render in Chromium ---------------------------
+
+
+def _tree(root: Path, with_pages: bool) -> Path:
+    from services.factory.frontend import FrontendTree
+    from services.factory.render import sidebar_entry
+    from services.shared.frontend_kit.install import install
+
+    install(root)
+    if with_pages:
+        renderer, tree = Renderer(), FrontendTree(root)
+        for page_type in PAGE_TYPES:
+            submission = validate_submission(TEMPLATES[page_type].example_config).submission
+            tree.write_page(submission.route, renderer.render_code(submission), page_type)
+            tree.register_sidebar(sidebar_entry(page_type, submission))
+    return root
+
+
+async def measure_next(builds: int, visits: int) -> dict[str, list[float]]:
+    from tests.factory.nextapp import build_release, chromium, next_server
+
+    results: dict[str, list[float]] = {
+        name: [] for name in ("build empty", "build six", "render home", "render table")
+    }
+    app = None
+    with tempfile.TemporaryDirectory() as scratch:
+        base = Path(scratch)
+        for n in range(builds):
+            pair = (("build empty", False), ("build six", True))
+            for name, pages in pair if n % 2 == 0 else pair[::-1]:  # ABBA: neither always goes first
+                tree = _tree(base / f"{name}-{n}" / "frontend", pages)
+                outcome, _ = await build_release(tree, base / f"rel-{name}-{n}")
+                assert outcome.ok, outcome.error
+                results[name].append(outcome.run.duration_ms / 1000)
+                if pages:
+                    app = outcome.app_dir
+        assert app is not None
+        with _json_upstream(50) as upstream:
+            async with next_server(app, upstream) as url, chromium() as browser:
+                for _ in range(visits):
+                    for name, path, ready in (
+                        ("render home", "/", "main h1"),
+                        ("render table", "/vulnerabilities/risk", "table.aoc-table tbody tr >> nth=24"),
+                    ):
+                        context = await browser.new_context()
+                        page = await context.new_page()
+                        t0 = time.perf_counter()
+                        await page.goto(url + path)
+                        await page.locator(ready).wait_for(timeout=30_000)
+                        results[name].append((time.perf_counter() - t0) * 1000)
+                        await context.close()
+    return results
+
+
+class _json_upstream:
+    """A local upstream that answers every GET with ``rows`` vulnerability records."""
+
+    def __init__(self, rows: int) -> None:
+        import http.server
+        import threading
+
+        body = json.dumps(
+            [{"cve_id": f"CVE-2031-{n:04d}", "cvss_score": n % 10, "status": "open"} for n in range(rows)]
+        ).encode()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+
+
+def report_next(results: dict[str, list[float]]) -> None:
+    rows = []
+    for name, label, unit, baseline in (
+        ("build empty", "next build, empty app (baseline)", "s", "build empty"),
+        ("build six", "next build, six pages", "s", "build empty"),
+        ("render home", "first render, home (baseline)", "ms", "render home"),
+        ("render table", "first render, data table + 50 rows", "ms", "render home"),
+    ):
+        values = results[name]
+        digits = 1 if unit == "s" else 0
+        ratio = percentile(values, 50) / percentile(results[baseline], 50)
+        median, p90 = percentile(values, 50), percentile(values, 90)
+        rows.append(
+            [
+                label,
+                f"{median:.{digits}f} {unit}",
+                f"{p90:.{digits}f} {unit}",
+                str(len(values)),
+                f"{ratio:.2f}x",
+            ]
+        )
+    print_table(["measure", "median", "p90", "runs", "vs baseline"], rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=500, help="renders per template (default 500)")
     parser.add_argument("--nats", action="store_true", help="also measure generate over NATS")
     parser.add_argument("--requests", type=int, default=200, help="generate requests with --nats")
+    parser.add_argument("--next", action="store_true", help="also measure next build and the first render")
+    parser.add_argument("--builds", type=int, default=1, help="next builds of each app with --next")
+    parser.add_argument("--visits", type=int, default=10, help="first renders of each page with --next")
     args = parser.parse_args()
 
     print(f"machine: {machine_facts()}")
@@ -148,6 +271,9 @@ def main() -> None:
                 ],
             ],
         )
+    if args.next:
+        print(f"\nthe real toolchain (load average {load_average()}):")
+        report_next(asyncio.run(measure_next(args.builds, args.visits)))
     print(f"\nload average after: {load_average()}")
 
 

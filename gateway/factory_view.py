@@ -1,4 +1,4 @@
-"""The gateway's factory views: the requirement ledger (services/factory/ledger.py) kept
+"""The gateway's factory views: the requirement ledger (contracts/factory/ledger.py) kept
 live from ``aoc.evt.frontend-factory.>``, and the inventory of the gateway's own API
 routes that the integrity scan asks for on ``aoc.gateway.routes``.
 
@@ -26,8 +26,8 @@ from pydantic import BaseModel
 
 from contracts import subjects
 from contracts.factory import FACTORY, GATEWAY_ROUTES, GatewayRoute, GatewayRoutes, RouteField, encode
+from contracts.factory.ledger import Ledger
 from gateway.projections import ChangeSignal
-from services.factory.ledger import Ledger
 
 log = structlog.get_logger()
 

@@ -101,6 +101,28 @@ def process_dict(metrics: ProcessMetrics) -> dict[str, Any]:
     }
 
 
+def nats_pool(nc: Any) -> dict[str, Any]:
+    """The spec's ``db_pool``, filled with what plays a pool's role here: the gateway's
+    NATS connection (``size``: connections held and up) and the request/reply exchanges
+    in flight on it (control commands, JetStream acks). A DB pool checks a connection out
+    per query; NATS multiplexes, so requests beyond one per connection are ``overflow``,
+    with SQLAlchemy's identity checked_out = size - checked_in + overflow
+    (docs/decisions.md)."""
+    connections = [nc] if nc is not None else []
+    size = sum(1 for connection in connections if connection.is_connected)
+    # nats-py keeps one future per request awaiting its reply (the muxed inbox's map)
+    in_flight = sum(len(getattr(connection, "_resp_map", None) or {}) for connection in connections)
+    return {
+        "size": size,
+        "checked_in": max(size - in_flight, 0),
+        "checked_out": in_flight,
+        "overflow": max(in_flight - size, 0),
+        "kind": "nats",
+        "reconnects": sum(connection.stats["reconnects"] for connection in connections),
+        "pending_bytes": sum(connection.pending_data_size for connection in connections),
+    }
+
+
 def metrics(
     projection: Projection,
     *,
@@ -108,6 +130,7 @@ def metrics(
     heartbeat_timeout: float,
     live_connections: int,
     jetstream: dict[str, Any],
+    db_pool: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     now = datetime.now(UTC)
     services: dict[str, Any] = {"gateway": {**process_dict(gateway), "reachable": True}}
@@ -129,7 +152,7 @@ def metrics(
         "threads": sum(svc["threads"] for svc in live),
         "active_ws_connections": live_connections,  # SSE streams: the spec's WS count
         "active_sse_connections": live_connections,
-        "db_pool": None,  # no database: JetStream state takes its place
+        "db_pool": db_pool,  # no database: the NATS connection and its requests (nats_pool)
         "jetstream": jetstream,
         "autonomous_systems_total": len(SYSTEMS),
         "autonomous_systems_running": running,

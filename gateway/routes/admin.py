@@ -339,6 +339,7 @@ async def metrics(gw: Gateway) -> dict[str, Any]:
         heartbeat_timeout=gw.settings.heartbeat_timeout,
         live_connections=gw.live_connections,
         jetstream=await gw.stream_state(),
+        db_pool=views.nats_pool(gw.nc),
     )
     body["projection"] = {"applied_seq": gw.projection.applied_seq, "rows_in_memory": len(gw.projection.rows)}
     body["nats"] = await gw.nats_servers()  # servers, stream leaders, replicas (gateway/cluster_view.py)

@@ -35,6 +35,7 @@ from contracts.factory import (
     SUBMIT_SUBJECT,
     FactoryReply,
     FactoryRequest,
+    catalog,
     encode,
     ensure_factory_streams,
     reply_decoder,
@@ -46,7 +47,6 @@ from gateway.deps import Actor, CommandId, CorrelationId, Gateway
 from gateway.factory_view import FactoryView, RoutesResponder
 from gateway.routes import route_modules
 from gateway.state import GatewayState
-from services.factory import catalog
 
 router = APIRouter(prefix="/api/v1/factory", tags=["factory"])
 

@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import time
 from collections import deque
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -46,10 +48,10 @@ from contracts.factory import (
     ReleaseDeployed,
     ReleaseRolledBack,
     RequirementDeployed,
-    scan_tree,
     tree_digest,
 )
-from services.deploy.command import run_deploy_command
+from services.deploy.build import ReleaseBuilder, wants_build
+from services.deploy.command import failed, run_deploy_command
 from services.deploy.releases import (
     Release,
     ReleaseError,
@@ -60,6 +62,7 @@ from services.deploy.releases import (
 from services.runtime import CycleOutcome, Engine, Loop
 from services.runtime.loops import stop_task
 from services.runtime.stream import replay
+from services.shared.frontend_kit.files import scan_tree
 
 HISTORY = 50  # deploy records kept in memory (and shown in detail)
 IN_STATUS = 10  # of which the status (heartbeats, dashboard) carries the latest
@@ -76,6 +79,11 @@ class DeployEngine(Engine):
         self.command = config.deploy_command
         self.command_timeout = config.deploy_timeout
         self.keep = config.releases_keep
+        self.build_mode = config.deploy_build
+        self._warned_no_node = False
+        self.builder = ReleaseBuilder(
+            self.store.root, node_modules=config.frontend_node_modules, timeout=config.deploy_timeout
+        )
         self.history: deque[DeployRecord] = deque(maxlen=HISTORY)
         self.total_deploys = 0
         self.failed_deploys = 0
@@ -151,6 +159,8 @@ class DeployEngine(Engine):
                 self.host.log.exception("deploy.watch_failed")
                 await asyncio.sleep(1.0)
                 continue
+            if not messages:
+                continue  # nats-py can end a pull with no message and no timeout error
             reasons = [_reason(message.subject, message.data) for message in messages]
             # a page the factory deployed is an explicit request; a flag only reports drift
             explicit = any(reason.startswith(RequirementDeployed.TYPE) for reason in reasons)
@@ -222,7 +232,10 @@ class DeployEngine(Engine):
                 info={"triggered_by": triggered_by},
             )
             changed = changed_files(current.files if current else {}, release.files)
-            command = await self._run_command(release, "deploy")
+            build = await self.builder.build(release) if self._builds(release) else None
+            command = None
+            if build is None or build.ok:
+                command = await self._run_command(release, "deploy", app_dir=build.app_dir if build else None)
             record = DeployRecord(
                 release_id=release_id,
                 action="deploy",
@@ -235,13 +248,17 @@ class DeployEngine(Engine):
                 previous_release=current.id if current else None,
                 triggered_by=triggered_by[:20],
                 command=command,
+                build=build.run if build else None,
             )
-            if command is not None and (command.timed_out or command.exit_code != 0):
+            if build is not None and not build.ok:
                 await asyncio.to_thread(self.store.remove, release_id)  # only good releases stay
+                record.status, record.error = "failed", build.error
+            elif failed(command):
+                await asyncio.to_thread(self.store.remove, release_id)
                 record.status, record.error = "failed", _command_failure(command)
             else:
                 await asyncio.to_thread(self.store.switch, release_id)
-                await asyncio.to_thread(self.store.prune, self.keep)
+                await asyncio.to_thread(self._prune)
             record.duration_ms = round((time.perf_counter() - clock) * 1000, 1)
             return await self._finish(record)
 
@@ -281,16 +298,40 @@ class DeployEngine(Engine):
                 record.error = f"release {target} no longer matches its manifest: {'; '.join(problems[:5])}"
             else:
                 record.command = await self._run_command(self.store.get(target), "rollback")
-                if record.command is not None and (record.command.timed_out or record.command.exit_code != 0):
+                if failed(record.command):
                     record.status, record.error = "failed", _command_failure(record.command)
                 else:
                     await asyncio.to_thread(self.store.switch, target)
             record.duration_ms = round((time.perf_counter() - clock) * 1000, 1)
             return await self._finish(record)
 
-    async def _run_command(self, release: Release, action: str) -> CommandRun | None:
+    def _builds(self, release: Release) -> bool:
+        """The built-in next build runs for a release with a package.json: always, or
+        (auto) when no deploy command is configured to build it instead and this host
+        can build at all (the AOC image has no node; its pipeline builds elsewhere)."""
+        if self.build_mode == "never" or not wants_build(release):
+            return False
+        if self.build_mode == "always":
+            return True
+        if self.command:
+            return False
+        if shutil.which("node") is None:
+            if not self._warned_no_node:
+                self._warned_no_node = True
+                self.host.log.warning("deploy.build_skipped", reason="node is not installed (build: auto)")
+            return False
+        return True
+
+    def _prune(self) -> None:
+        self.store.prune(self.keep)
+        self.builder.prune_dependencies([self.store.get(r) for r in self.store.ids()])
+
+    async def _run_command(
+        self, release: Release, action: str, app_dir: Path | None = None
+    ) -> CommandRun | None:
         if not self.command:
             return None
+        built = release.path / "app"
         return await run_deploy_command(
             self.command,
             timeout=self.command_timeout,
@@ -298,6 +339,7 @@ class DeployEngine(Engine):
             release_dir=release.path,
             action=action,
             frontend_root=self.frontend,
+            app_dir=app_dir or (built if (built / ".next").is_dir() else None),
         )
 
     async def _finish(self, record: DeployRecord) -> CycleOutcome:
@@ -377,6 +419,7 @@ class DeployEngine(Engine):
             "frontend_root": str(self.frontend),
             "releases_dir": str(self.store.root),
             "deploy_command": self.command,
+            "deploy_build": self.build_mode,
         }
 
 
@@ -392,14 +435,22 @@ def _compact(record: DeployRecord) -> dict[str, Any]:
         "changed": len(record.changed_files),
         "previous_release": record.previous_release,
         "exit_code": record.command.exit_code if record.command else None,
+        "build": _compact_run(record.build),
         "error": record.error,
     }
 
 
-def _command_failure(command: CommandRun) -> str:
+def _command_failure(command: CommandRun | None) -> str:
+    assert command is not None
     if command.timed_out:
         return f"deploy command timed out after {command.duration_ms / 1000:.1f} s"
     return f"deploy command exited with {command.exit_code}"
+
+
+def _compact_run(run: CommandRun | None) -> dict[str, Any] | None:
+    if run is None:
+        return None
+    return {"exit_code": run.exit_code, "timed_out": run.timed_out, "duration_ms": run.duration_ms}
 
 
 def _reason(subject: str, data: bytes) -> str:

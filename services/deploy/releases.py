@@ -26,7 +26,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from contracts.factory import scan_tree, sha256_file, tree_digest
+from contracts.factory.tree import tree_digest
+from services.shared.frontend_kit.files import scan_tree, sha256_file
 
 CURRENT = "current"
 MANIFEST = "manifest.json"

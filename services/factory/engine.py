@@ -41,6 +41,7 @@ from contracts.factory import (
     FactoryReply,
     FactorySettings,
     FieldError,
+    FrontendKitInstalled,
     RequirementCancelled,
     RequirementDeployed,
     RequirementFailed,
@@ -54,12 +55,13 @@ from contracts.factory import (
     request_subject,
     validate_submission,
 )
+from contracts.factory.ledger import CANCEL_FROM, DEPLOY_FROM, GENERATE_FROM, Ledger, Requirement
 from services.factory.frontend import FrontendTree, RefusedWrite
-from services.factory.ledger import CANCEL_FROM, DEPLOY_FROM, GENERATE_FROM, Ledger, Requirement
 from services.factory.render import Renderer, complexity
 from services.runtime import CycleOutcome, Engine, Loop, State
 from services.runtime.loops import stop_task
 from services.runtime.stream import replay
+from services.shared.frontend_kit.install import install, installed_version, kit_version
 
 NEXT_STEP = {
     "generating": "it is being generated right now",
@@ -126,6 +128,11 @@ class FactoryEngine(Engine):
 
     async def on_start(self) -> None:
         await self._recover_interrupted()
+        if await asyncio.to_thread(installed_version, self.tree.root) not in (None, kit_version()):
+            # a newer AOC brought a newer kit: upgrade the tree now, not at the next deploy
+            async with self._lock:
+                with contextlib.suppress(RefusedWrite, OSError):  # the next deploy says why
+                    await self._ensure_kit(actor=self.slug, correlation_id=new_id())
         self._taking_in = True
         self._intake_task = asyncio.create_task(self._take_in(), name="factory-intake")
 
@@ -350,6 +357,9 @@ class FactoryEngine(Engine):
             generated = requirement.generated
             assert generated is not None
             try:
+                # the first deploy into a tree installs the kit the page imports (and, for
+                # an empty root, the Next.js app around it)
+                await self._ensure_kit(actor=actor, correlation_id=correlation_id)
                 written = await asyncio.to_thread(
                     self.tree.write_page, requirement.submission.route, generated.tsx_code, requirement.id
                 )
@@ -382,6 +392,32 @@ class FactoryEngine(Engine):
                 correlation_id=correlation_id,
             )
         return {"seq": seq, "file_path": written.file_path, "sha256": written.sha256, "bytes": written.bytes}
+
+    async def _ensure_kit(self, *, actor: str, correlation_id: str) -> None:
+        """Install or upgrade the frontend kit when the tree's stamp is not this kit's;
+        under the caller's lock. Records what changed as ``frontend_kit_installed``."""
+        if await asyncio.to_thread(installed_version, self.tree.root) == kit_version():
+            return
+        report = await asyncio.to_thread(install, self.tree.root)
+        self.host.log.info("factory.kit_installed", **report.as_dict())
+        if report.changed:
+            await self._record(
+                FrontendKitInstalled(
+                    version=report.version,
+                    previous_version=report.previous_version,
+                    bootstrapped=report.bootstrapped,
+                    written=report.written[:200],
+                    removed=report.removed[:200],
+                    kept=dict(list(report.kept.items())[:200]),
+                ),
+                Summary(
+                    action="frontend_kit_installed",
+                    detail=f"kit {report.version} in {self.tree.root}: {len(report.written)} written, "
+                    f"{len(report.kept)} kept, {len(report.removed)} removed"[:500],
+                ),
+                actor=actor,
+                correlation_id=correlation_id,
+            )
 
     async def cancel(
         self, requirement_id: str, *, actor: str, correlation_id: str, reason: str

@@ -26,14 +26,16 @@ import markupsafe
 
 from contracts.factory import (
     FILTERABLE_TYPES,
+    LUCIDE_ICONS,
     NUMERIC_TYPES,
     SEARCHABLE_TYPES,
     ApiEndpoint,
     DataField,
     RequirementSubmission,
     is_identifier,
+    page_file,
 )
-from services.factory.catalog import API_MODULE, COMPONENTS, TYPES_MODULE
+from contracts.factory.catalog import API_MODULE, COMPONENTS, TYPES_MODULE
 
 PAGE_SIZE = 25
 
@@ -182,7 +184,6 @@ class PageModel:
     record: Tsx  # the row / record / values type name
     title: Tsx
     description: Tsx
-    icon: Tsx
     fields: list[FieldModel]
     reads: list[EndpointModel]
     writes: list[EndpointModel]
@@ -242,7 +243,6 @@ def page_model(submission: RequirementSubmission) -> PageModel:
         record=identifier(base + suffix.get(submission.page_type, "Row")),
         title=js_string(submission.title),
         description=js_string(submission.description),
-        icon=js_string(submission.sidebar_icon),
         fields=fields,
         reads=[EndpointModel.of(e) for e in submission.api_endpoints if e.method == "GET"],
         writes=[EndpointModel.of(e) for e in submission.api_endpoints if e.method != "GET"],
@@ -272,11 +272,6 @@ class Rendered:
     sidebar_entry: dict[str, Any]
 
 
-def page_file(route: str) -> str:
-    """The App Router file of a (validated) route."""
-    return f"src/app{route}/page.tsx"
-
-
 _STRING_LITERAL = re.compile(r'"(?:[^"\\\n]|\\.)*"')
 _WORD = re.compile(r"\b[A-Za-z_][A-Za-z0-9_]*\b")
 _REACT_HOOKS = ("useCallback", "useEffect", "useMemo", "useState")
@@ -298,12 +293,20 @@ def strip_string_literals(code: str) -> str:
     return _STRING_LITERAL.sub('""', code)
 
 
-def imports_for(body: str) -> str:
-    """Import lines for what the body uses, grouped like a linter would sort them."""
+PAGE_ICON = "PageIcon"  # the local name of the page's lucide icon
+
+
+def imports_for(body: str, icon: str | None = None) -> str:
+    """Import lines for what the body uses, grouped like a linter would sort them.
+
+    ``icon`` is the lucide icon the page shows (imported as PageIcon, so no icon name can
+    clash with a name the page declares; only that one icon is bundled)."""
     used = set(_WORD.findall(strip_string_literals(body)))
     lines = []
     hooks = [h for h in _REACT_HOOKS if h in used]
     react_types = [t for t in _REACT_TYPES if t in used]
+    if icon is not None and PAGE_ICON in used:
+        lines.append(f'import {{ {identifier(icon)} as {PAGE_ICON} }} from "lucide-react";')
     if hooks:
         lines.append(f'import {{ {", ".join(hooks)} }} from "react";')
     if react_types:
@@ -351,7 +354,7 @@ class Renderer:
         """Render each template's example once, so the first real request is not the one
         that pays for Jinja compiling the shared macros."""
         from contracts.factory import validate_submission
-        from services.factory.catalog import TEMPLATES
+        from contracts.factory.catalog import TEMPLATES
 
         for template in TEMPLATES.values():
             submission = validate_submission(template.example_config).submission
@@ -361,7 +364,8 @@ class Renderer:
     def render_code(self, submission: RequirementSubmission) -> str:
         model = page_model(submission)
         body = self._templates[submission.page_type].render(page=model, f=model.features)
-        return '"use client";\n\n' + imports_for(body) + "\n\n" + body.lstrip("\n")
+        icon = submission.sidebar_icon if submission.sidebar_icon in LUCIDE_ICONS else "FileText"
+        return '"use client";\n\n' + imports_for(body, icon) + "\n\n" + body.lstrip("\n")
 
     def render(self, requirement_id: str, submission: RequirementSubmission) -> Rendered:
         started = time.perf_counter()

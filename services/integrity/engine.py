@@ -42,15 +42,15 @@ from contracts.factory import (
     encode,
     ensure_factory_streams,
     routes_decoder,
-    scan_tree,
     tree_digest,
     validate_submission,
 )
-from services.factory.ledger import Ledger
+from contracts.factory.ledger import Ledger
 from services.integrity.inventory import compare, scan_pages, submission_for
 from services.runtime import CycleOutcome, Engine, Loop
 from services.runtime.loops import stop_task
 from services.runtime.stream import replay
+from services.shared.frontend_kit.files import scan_tree
 
 # requirement ids the scan files are derived from the route: filing twice is harmless
 FILING_NAMESPACE = uuid.UUID("3f6c2a4e-1b7d-4c1a-9e8f-1a2b3c4d5e6f")

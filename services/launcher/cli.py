@@ -280,6 +280,41 @@ def up_settings(args: argparse.Namespace) -> Settings:
         raise CliError(" ".join(str(exc).split())) from None
 
 
+# --- factory init ------------------------------------------------------------------------
+
+
+def factory_init(root: Path | None, as_json: bool) -> int:
+    """Install (or upgrade) the frontend kit into the frontend tree, as the factory does
+    on its first deploy: a pure file operation from a shared library, no engine, no bus."""
+    from contracts.factory import FactorySettings
+    from services.shared.frontend_kit.install import install
+    from services.shared.frontend_kit.owned import RefusedWrite
+
+    target = (root or FactorySettings().frontend(Settings())).resolve()
+    try:
+        report = install(target)
+    except (RefusedWrite, OSError) as exc:
+        raise CliError(f"cannot install the frontend kit into {target}: {exc}") from None
+    if as_json:
+        print(json.dumps(report.as_dict(), indent=2))
+        return 0
+    what = "bootstrapped a Next.js app with" if report.bootstrapped else "installed"
+    if report.previous_version == report.version and not report.written and not report.removed:
+        print(f"{target}: frontend kit {report.version} is up to date ({len(report.unchanged)} files)")
+    else:
+        since = f" (was {report.previous_version})" if report.previous_version else ""
+        print(f"{target}: {what} frontend kit {report.version}{since}")
+        for path in report.written:
+            print(f"  wrote    {path}")
+        for path in report.removed:
+            print(f"  removed  {path}")
+    for path, why in report.kept.items():
+        print(f"  kept     {path}: {why}")
+    if report.bootstrapped and not (target / "node_modules").exists():
+        print(f"next: cd {target} && npm ci && npm run build   (or let the deploy engine build releases)")
+    return 0
+
+
 # --- the parser ---------------------------------------------------------------------------
 
 
@@ -362,6 +397,17 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument(
         "-o", "--output", type=Path, metavar="FILE", help="write to FILE (with a progress bar on stderr)"
     )
+
+    factory_cmd = commands.add_parser("factory", help="the frontend factory's tree")
+    factory_commands = factory_cmd.add_subparsers(dest="factory_command", required=True, metavar="COMMAND")
+    init = factory_commands.add_parser(
+        "init",
+        help="install or upgrade the frontend kit (components, api client; for an empty root a Next.js app)",
+        description="Copy the factory's component library into the frontend tree as files the factory "
+        "owns, version-stamped. Files edited by hand are never overwritten. Safe to run again.",
+    )
+    init.add_argument("--root", type=Path, help="the frontend tree (default AOC_FRONTEND_ROOT)")
+    init.add_argument("--json", action="store_true", help="print the install report as JSON")
     return parser
 
 
@@ -376,6 +422,8 @@ def main(argv: list[str] | None = None) -> int:
             return status(args.json)
         if args.command == "audit":
             return audit_replay(args)
+        if args.command == "factory":
+            return factory_init(args.root, args.json)
         if args.command == "mcp":
             from services.launcher.mcp_server import serve_stdio
 

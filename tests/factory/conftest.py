@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
+from contracts.factory.catalog import TEMPLATES
 from contracts.settings import Settings
-from services.factory.catalog import TEMPLATES
 from services.runtime.host import EngineHost
 from services.runtime.testing import running_engines
 from tests.conftest import api_client, serve_gateway
@@ -26,6 +26,8 @@ FACTORY_ENV = (
     "AOC_DEPLOY_COMMAND",
     "AOC_DEPLOY_TIMEOUT",
     "AOC_RELEASES_KEEP",
+    "AOC_DEPLOY_BUILD",
+    "AOC_FRONTEND_NODE_MODULES",
 )
 LINE = ["frontend-factory", "deploy", "integrity-scan"]
 API = "/api/v1/factory"
@@ -36,6 +38,9 @@ def _no_factory_env(monkeypatch):
     """The factory line reads its own variables; a developer's shell must not leak in."""
     for name in FACTORY_ENV:
         monkeypatch.delenv(name, raising=False)
+    # the built-in next build is tested where it is the point (test_next_build.py); the
+    # line's other tests release trees without building them
+    monkeypatch.setenv("AOC_DEPLOY_BUILD", "never")
 
 
 def example(template: str = "data_table", **changes: Any) -> dict[str, Any]:

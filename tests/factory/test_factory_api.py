@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import msgspec
 
@@ -13,6 +14,7 @@ from contracts.factory import (
     ACTOR_HEADER,
     OWNERSHIP_MANIFEST,
     REQUIREMENT_ID_HEADER,
+    SIDEBAR_ICONS,
     SIDEBAR_REGISTRY,
     SUBMIT_SUBJECT,
     FactoryRequest,
@@ -20,6 +22,7 @@ from contracts.factory import (
     request_subject,
 )
 from services.runtime.testing import running_engines
+from services.shared.frontend_kit.install import kit_sources
 from tests.conftest import ADMIN_ACTOR
 from tests.factory.conftest import API, eventually, example
 from tests.factory.hostile import hostile_requirements
@@ -62,7 +65,11 @@ async def test_vulnerability_risk_matrix_from_submit_to_deployed(line, tap):
     sidebar = json.loads((line.frontend / SIDEBAR_REGISTRY).read_text())
     assert [e["href"] for e in sidebar["entries"]] == ["/vulnerabilities/risk"]
     owned = json.loads((line.frontend / OWNERSHIP_MANIFEST).read_text())["files"]
-    assert set(owned) == {"src/app/vulnerabilities/risk/page.tsx", SIDEBAR_REGISTRY}
+    # the first deploy into the empty root made it a Next.js app with the kit the page imports
+    kit = {f.path for f in kit_sources()}
+    assert set(owned) == {"src/app/vulnerabilities/risk/page.tsx", SIDEBAR_REGISTRY, SIDEBAR_ICONS} | kit
+    for module in re.findall(r'from "@/([^"]+)";', preview["tsx_code"]):
+        assert any((line.frontend / "src" / f"{module}{ext}").is_file() for ext in (".ts", ".tsx")), module
 
     # the deploy engine turns the factory's event into a release holding the page
     deploy = line.hosts["deploy"].engine
@@ -202,6 +209,13 @@ async def test_templates_schema_component_library_and_one_shot_preview(line):
     components = (await line.http.get(f"{API}/component-library")).json()
     assert {"DataTable", "PageHeader", "FormField", "ChartPanel"} <= {c["name"] for c in components}
     assert all({"name", "description", "props"} <= set(c) and c["props"] for c in components)
+    # exactly the components the kit ships, each where the kit installs it
+    kit_components = {
+        f.path
+        for f in kit_sources()
+        if f.path.startswith("src/components/factory/") and f.path.endswith(".tsx")
+    }
+    assert {c["file"] for c in components} == kit_components
 
     preview = (await line.http.post(f"{API}/generate-preview", json=example("analytics"))).json()
     assert preview["valid"] is True and preview["tsx_code"].startswith('"use client";')

@@ -9,9 +9,10 @@ import stat
 
 import pytest
 
-from contracts.factory import scan_tree, sha256_file, tree_digest
+from contracts.factory import tree_digest
 from services.deploy.command import run_deploy_command
 from services.deploy.releases import ReleaseError, ReleaseStore, changed_files, new_release_id
+from services.shared.frontend_kit.files import scan_tree, sha256_file
 
 
 @pytest.fixture

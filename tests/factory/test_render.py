@@ -9,8 +9,7 @@ from pathlib import Path
 import jinja2
 import pytest
 
-from contracts.factory import PAGE_TYPES, validate_submission
-from services.factory import catalog
+from contracts.factory import PAGE_TYPES, catalog, validate_submission
 from services.factory.render import (
     Renderer,
     UnsafeOutput,
@@ -51,6 +50,7 @@ def test_each_template_renders_a_client_page_from_the_registry(renderer, page_ty
         catalog.TYPES_MODULE,
         catalog.API_MODULE,
         "react",
+        "lucide-react",  # the page's own icon, and only it
     }
     assert imported and set(imported) <= modules
     for endpoint in example(page_type)["api_endpoints"]:

@@ -1,6 +1,8 @@
 """The TSX of every template, of variants that switch its options off, and of the
-hostile corpus, type-checks with tsc --strict against @types/react and the component
-registry's declarations. A deliberately wrong page in the same run proves the check bites."""
+hostile corpus, type-checks with tsc --strict in a real frontend tree: the kit's own
+sources (components, api client, layout, sidebar), react, next and lucide-react from
+the npm registry, and no ambient declarations at all. A deliberately wrong page in the
+same run proves the check bites."""
 
 from __future__ import annotations
 
@@ -10,11 +12,12 @@ from pathlib import Path
 import pytest
 
 from contracts.factory import PAGE_TYPES, validate_submission
-from services.factory.catalog import typescript_declarations
-from services.factory.render import Renderer
+from services.factory.frontend import FrontendTree
+from services.factory.render import Renderer, sidebar_entry
+from services.shared.frontend_kit.install import install
 from tests.factory.conftest import example
 from tests.factory.hostile import hostile_requirements
-from tests.factory.typescript import typecheck
+from tests.factory.toolchain import typecheck
 
 
 def variants() -> dict[str, dict]:
@@ -93,29 +96,35 @@ export default function BrokenPage() {
 """
 
 
-def test_every_template_and_the_hostile_corpus_type_check(tmp_path: Path):
+def test_every_template_and_the_hostile_corpus_type_check_against_the_kit(tmp_path: Path):
     renderer = Renderer()
-    files = ["registry.d.ts"]
-    (tmp_path / "registry.d.ts").write_text(typescript_declarations())
+    install(tmp_path)  # an empty root: the kit and the Next.js app around it
+    tree = FrontendTree(tmp_path)
+    pages = []
     for name, body in variants().items():
+        body = {**body, "route": "/check/" + name.replace("_", "-")}
         result = validate_submission(body)
         assert result.ok, (name, result.errors)
-        (tmp_path / f"{name}.tsx").write_text(renderer.render_code(result.submission))
-        files.append(f"{name}.tsx")
-    (tmp_path / "broken.tsx").write_text(BROKEN_PAGE)
+        tree.write_page(result.submission.route, renderer.render_code(result.submission), name)
+        tree.register_sidebar(sidebar_entry(name, result.submission))
+        pages.append(f"src/app{result.submission.route}/page.tsx")
+    (tmp_path / "src/app/broken").mkdir(parents=True)
+    (tmp_path / "src/app/broken/page.tsx").write_text(BROKEN_PAGE)
+    declarations = [p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.d.ts")]
+    assert [d for d in declarations if not d.startswith("node_modules/")] == ["next-env.d.ts"]
 
-    code, errors = typecheck(tmp_path, [*files, "broken.tsx"])
+    code, errors = typecheck(tmp_path)
 
-    assert code != 0 and set(errors) == {"broken.tsx"}, errors  # every generated page is clean
-    broken = "\n".join(errors["broken.tsx"])
+    assert code != 0 and set(errors) == {"src/app/broken/page.tsx"}, errors  # all else is clean
+    broken = "\n".join(errors["src/app/broken/page.tsx"])
     assert "identifier" in broken  # a key not in Row
-    assert "colour" in broken  # no such prop in the registry
+    assert "colour" in broken  # no such prop on the real PageHeader
     assert "rowKey" in broken  # a required prop left out
-    assert len(files) == 1 + len(variants()) == 20
+    assert len(pages) == len(variants()) == 19
 
 
 def test_without_the_npm_registry_the_check_fails_instead_of_skipping(tmp_path, monkeypatch):
-    from tests.factory import typescript
+    from tests.factory import toolchain
 
     fake_bin = tmp_path / "bin"
     fake_bin.mkdir()
@@ -125,6 +134,6 @@ def test_without_the_npm_registry_the_check_fails_instead_of_skipping(tmp_path, 
     )
     npm.chmod(0o755)
     monkeypatch.setenv("PATH", f"{fake_bin}:{os.environ['PATH']}")
-    monkeypatch.setattr(typescript, "CACHE", tmp_path / "cache")  # an empty cache: it must install
-    with pytest.raises(pytest.fail.Exception, match=r"npm ci of typescript/@types/react failed \(exit 1\)"):
-        typescript.ensure_typescript()
+    monkeypatch.setattr(toolchain, "CACHE", tmp_path / "cache")  # an empty cache: it must install
+    with pytest.raises(pytest.fail.Exception, match=r"npm ci of the frontend toolchain .* failed \(exit 1\)"):
+        toolchain.ensure_toolchain()

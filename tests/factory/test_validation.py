@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from contracts.factory import LIMITS, PAGE_RULES, PAGE_TYPES, submission_schema, validate_submission
-from services.factory.catalog import TEMPLATES
+from contracts.factory.catalog import TEMPLATES
 from tests.factory.conftest import example
 
 

@@ -1,8 +1,9 @@
 """The requirement ledger: the fold of ``aoc.evt.frontend-factory.requirement_*``.
 
-One pure reducer, three readers: the factory engine rebuilds its state with it at
-start, the gateway's factory views are the same fold kept live, and the integrity scan
-reads it to know which pages are already asked for. They cannot disagree on what a
+One pure reducer (no I/O, so it lives in the contract), three readers: the factory
+engine rebuilds its state with it at start, the gateway's factory views are the same
+fold kept live, and the integrity scan reads it to know which pages are already asked
+for. They cannot disagree on what a
 requirement's status is, because they run the same code over the same events.
 """
 
@@ -15,8 +16,7 @@ from typing import Any
 import msgspec
 
 from contracts.events import Envelope
-from contracts.factory import (
-    PRIORITIES,
+from contracts.factory.events import (
     REQUIREMENT_EVENTS,
     RequirementCancelled,
     RequirementDeployed,
@@ -24,9 +24,9 @@ from contracts.factory import (
     RequirementGenerated,
     RequirementGenerating,
     RequirementRejected,
-    RequirementSubmission,
     RequirementSubmitted,
 )
+from contracts.factory.requirement import PRIORITIES, STATUSES, RequirementSubmission
 
 # What each status allows next (the factory checks; the API's 409s quote it).
 GENERATE_FROM = ("pending", "failed")
@@ -243,9 +243,7 @@ class Ledger:
 
     def stats(self) -> dict[str, Any]:
         c = self.counters
-        by_status = dict.fromkeys(
-            ("pending", "generating", "generated", "deployed", "failed", "cancelled"), 0
-        )
+        by_status = dict.fromkeys(STATUSES, 0)
         for requirement in self.requirements.values():
             by_status[requirement.status] += 1
         attempts = c.generated + c.deployed + c.failed

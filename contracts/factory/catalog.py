@@ -2,10 +2,11 @@
 registry their output imports. Static data and pure functions; the gateway serves it
 as-is (GET templates, templates/{type}/schema, component-library).
 
-The registry is the contract between generated pages and the frontend's design
-system: ``typescript_declarations()`` turns it into ambient module declarations, and
-the type-check of every template's output (tests/factory) runs against them. A
-template that passes a prop the registry does not declare fails that check.
+The registry is the contract between generated pages and the frontend kit's real
+components: the renderer derives a page's imports from it, the gateway lists it, and
+tests/factory/test_kit.py proves with tsc that each kit source exports exactly these
+props. A template that passes a prop the registry does not declare fails the type-check
+of the generated pages against the kit.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from contracts.factory import PAGE_RULES, PAGE_TYPES, submission_schema
+from contracts.factory.requirement import PAGE_RULES, PAGE_TYPES
+from contracts.factory.schema import submission_schema
 
 # --- templates ----------------------------------------------------------------------------
 
@@ -254,12 +256,19 @@ def template_schema(page_type: str) -> dict[str, Any]:
 
 
 # --- the component registry ----------------------------------------------------------------
+#
+# What the frontend kit's components are and take: the one list the gateway serves
+# (GET component-library) and the renderer imports from. The kit's real sources
+# (services/shared/frontend_kit/library/kit/src/components/factory/*.tsx) are checked
+# against it by tests/factory/test_kit.py: every component here is a file there and no
+# other file is, and each ``<Name>Props`` type equals the props below, as the
+# TypeScript compiler sees them.
 
 
 @dataclass(frozen=True)
 class Prop:
     name: str
-    type: str  # a TypeScript type over the shared types below
+    type: str  # a TypeScript type over the shared types (TYPES_MODULE), React's and lucide's
     required: bool
     description: str
 
@@ -272,10 +281,16 @@ class Component:
     props: tuple[Prop, ...]
     generic: bool = False  # typed by its rows: <T>
 
+    @property
+    def file(self) -> str:
+        """Where the kit installs it, relative to the frontend root."""
+        return "src/" + self.module.removeprefix("@/") + ".tsx"
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "module": self.module,
+            "file": self.file,
             "description": self.description,
             "generic": self.generic,
             "props": [
@@ -285,65 +300,15 @@ class Component:
         }
 
 
-TYPES_MODULE = "@/components/factory/types"
-API_MODULE = "@/lib/api-client"
-
-# The shared types every component and generated page speaks (one module).
-SHARED_TYPES = """\
-export type FieldType =
-  | "string" | "text" | "number" | "integer" | "boolean"
-  | "date" | "datetime" | "email" | "url" | "enum";
-export type FieldValue = string | number | boolean | null;
-export type ValueFormat = "text" | "number" | "integer" | "percent" | "date" | "datetime" | "boolean";
-export interface ColumnDef<T> {
-  key: keyof T & string;
-  label: string;
-  type: FieldType;
-  sortable?: boolean;
-}
-export interface SortState<T> {
-  key: keyof T & string;
-  direction: "asc" | "desc";
-}
-export interface FilterOption {
-  value: string;
-  label: string;
-}
-export interface FieldSpec {
-  name: string;
-  label: string;
-  type: FieldType;
-  required: boolean;
-  options?: readonly string[];
-}
-export interface ChartPoint {
-  label: string;
-  value: number;
-}
-export type ChartKind = "line" | "bar" | "area";
-export interface DetailItem {
-  label: string;
-  value: ReactNode;
-}
-"""
-
-API_CLIENT = """\
-export interface RequestOptions {
-  signal?: AbortSignal;
-}
-export interface ApiClient {
-  get<T>(path: string, options?: RequestOptions): Promise<T>;
-  post<T>(path: string, body?: unknown, options?: RequestOptions): Promise<T>;
-  put<T>(path: string, body?: unknown, options?: RequestOptions): Promise<T>;
-  patch<T>(path: string, body?: unknown, options?: RequestOptions): Promise<T>;
-  delete<T>(path: string, options?: RequestOptions): Promise<T>;
-}
-export const api: ApiClient;
-"""
+COMPONENTS_MODULE = "@/components/factory"
+TYPES_MODULE = f"{COMPONENTS_MODULE}/types"  # ColumnDef, SortState, FieldSpec, ... (types.ts)
+FORMAT_MODULE = f"{COMPONENTS_MODULE}/format"  # formatValue, plainValue (format.ts)
+API_MODULE = "@/lib/api-client"  # api, ApiError, recordsOf, getToken/setToken
+SUPPORT_MODULES = (TYPES_MODULE, FORMAT_MODULE)  # the kit's .ts modules next to the components
 
 
 def _c(name: str, module: str, description: str, *props: Prop, generic: bool = False) -> Component:
-    return Component(name, f"@/components/factory/{module}", description, props, generic)
+    return Component(name, f"{COMPONENTS_MODULE}/{module}", description, props, generic)
 
 
 def _p(name: str, type_: str, description: str, required: bool = True) -> Prop:
@@ -356,10 +321,10 @@ COMPONENTS: dict[str, Component] = {
         _c(
             "PageHeader",
             "page-header",
-            "Page title, description, sidebar icon and a slot for page actions",
+            "Page title, description, the page's lucide icon and a slot for page actions",
             _p("title", "string", "Page title"),
             _p("description", "string", "One line under the title", False),
-            _p("icon", "string", "Icon component name (lucide), as in the sidebar", False),
+            _p("icon", "LucideIcon", "The page's lucide icon (the one its sidebar entry shows)", False),
             _p("actions", "ReactNode", "Buttons shown at the right of the header", False),
         ),
         _c(
@@ -511,45 +476,22 @@ COMPONENTS: dict[str, Component] = {
             _p("children", "ReactNode", "The fields"),
             _p("description", "string", "Section help text", False),
         ),
+        _c(
+            "Sidebar",
+            "sidebar",
+            "Navigation from the sidebar registry (src/config/factory-sidebar.json), by section",
+            _p("title", "string", "Heading above the links", False),
+            _p("footer", "ReactNode", "Shown below the links (e.g. TokenSignIn)", False),
+        ),
+        _c(
+            "TokenSignIn",
+            "token-sign-in",
+            "Sign-in with an AOC API token, kept in this tab's sessionStorage (as the dashboard does)",
+            _p("label", "string", "Label of the token field", False),
+        ),
     )
 }
 
 
 def component_library() -> list[dict[str, Any]]:
     return [component.as_dict() for component in COMPONENTS.values()]
-
-
-def typescript_declarations() -> str:
-    """Ambient declarations of the registry's modules (what the pages import)."""
-    shared_names = ("ColumnDef", "SortState", "FilterOption", "FieldSpec", "FieldValue", "ValueFormat")
-    shared = ", ".join((*shared_names, "ChartPoint", "ChartKind", "DetailItem"))
-    parts = [
-        "// Generated from services/factory/catalog.py: the component registry as TypeScript.",
-        f'declare module "{TYPES_MODULE}" {{',
-        '  import type { ReactNode } from "react";',
-        _indent(SHARED_TYPES),
-        "}",
-        f'declare module "{API_MODULE}" {{',
-        _indent(API_CLIENT),
-        "}",
-    ]
-    for component in COMPONENTS.values():
-        generic = "<T>" if component.generic else ""
-        props = "\n".join(f"    {p.name}{'' if p.required else '?'}: {p.type};" for p in component.props)
-        parts += [
-            f'declare module "{component.module}" {{',
-            '  import type { JSX, ReactNode } from "react";',
-            f'  import type {{ {shared} }} from "{TYPES_MODULE}";',
-            f"  export interface {component.name}Props{generic} {{",
-            props,
-            "  }",
-            f"  export function {component.name}{generic}(",
-            f"    props: {component.name}Props{generic},",
-            "  ): JSX.Element;",
-            "}",
-        ]
-    return "\n".join(parts) + "\n"
-
-
-def _indent(source: str) -> str:
-    return "\n".join(f"  {line}" if line else line for line in source.splitlines())
