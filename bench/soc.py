@@ -48,10 +48,11 @@ from nats.js.api import ConsumerConfig, DeliverPolicy, RetentionPolicy, StreamCo
 
 from contracts import ml, soc, subjects
 from services.launcher.natsserver import free_port
-from services.ml.features import extract_batch
 from services.ml.generator import LabelledAlert, generate
-from services.ml.models import ModelSizes, score, train
+from services.ml.models import ModelSizes, train
 from services.ml.pipeline import Dataset
+from services.shared.triage.bundle import score
+from services.shared.triage.features import extract_batch
 
 TARGET = 5000.0  # alerts/s end to end (issue #4)
 RAW_STREAM, RAW_SUBJECT = "BENCH_RAW_QUEUE", "bench.raw.alerts"

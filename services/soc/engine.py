@@ -34,10 +34,10 @@ from nats.js.errors import BucketNotFoundError, NoKeysError, NotFoundError
 from contracts import ml, soc, subjects
 from contracts.advisory import ADVISORIES_BUCKET, Advisory
 from contracts.events import Summary, envelope_decoder, utcnow
-from services.ml.models import ModelBundle
-from services.ml.registry import ModelRefused, ModelRegistry
 from services.ml.replay import replay
 from services.runtime import CycleOutcome, Engine, Loop, StopRequested
+from services.shared.triage.bundle import ModelBundle
+from services.shared.triage.registry import ModelRefused, RegistryReader
 from services.soc import hunting, playbooks
 from services.soc.config import SocConfig
 from services.soc.intake import Intake
@@ -85,7 +85,7 @@ class SocEngine(Engine):
         assert host is not None and host.nc is not None
         js = host.js
         await soc.ensure_soc_streams(js, self.settings)
-        self.registry = await ModelRegistry(js, self.settings).open()
+        self.registry = await RegistryReader(js, self.settings).open()
         await self._rebuild()
         self.queue = await js.pull_subscribe(
             soc.ALERT_QUEUE,

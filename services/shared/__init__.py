@@ -1,0 +1,1 @@
+"""Libraries that several engines use and no engine owns (engines never import engines)."""
