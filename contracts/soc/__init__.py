@@ -32,6 +32,7 @@ from contracts.soc.alerts import (
     Name,
     Note,
     Process,
+    RejectedRecord,
     Severity,
     Sha256,
     ShortName,
@@ -42,6 +43,7 @@ from contracts.soc.alerts import (
     summarize,
 )
 from contracts.soc.events import (
+    MAX_AUDITED_RECORDS,
     SOC_PAYLOAD_TYPES,
     AlertRejected,
     AlertsTriaged,
@@ -61,6 +63,7 @@ from contracts.soc.feedback import (
     new_feedback,
     submission_decoder,
 )
+from contracts.soc.intake import MAX_REASON, ParsedAlerts, parse_alerts, refusal_audit, rejection_audit
 from contracts.soc.streams import (
     MAX_QUEUE_MESSAGE_BYTES,
     alert_batch_msg_id,
@@ -91,9 +94,11 @@ __all__ = [
     "FEEDBACK_INTAKE",
     "FEEDBACK_QUEUE",
     "FEEDBACK_STREAM",
+    "MAX_AUDITED_RECORDS",
     "MAX_BATCH",
     "MAX_QUEUE_MESSAGE_BYTES",
     "MAX_RAW_BYTES",
+    "MAX_REASON",
     "ML_FEEDBACK_CONSUMER",
     "SEVERITIES",
     "SOC_PAYLOAD_TYPES",
@@ -117,8 +122,10 @@ __all__ = [
     "ModelsReloaded",
     "Name",
     "Note",
+    "ParsedAlerts",
     "PlaybookExecuted",
     "Process",
+    "RejectedRecord",
     "Scores",
     "Severity",
     "Sha256",
@@ -136,7 +143,10 @@ __all__ = [
     "feedback_decoder",
     "feedback_stream",
     "new_feedback",
+    "parse_alerts",
     "queue_messages",
+    "refusal_audit",
+    "rejection_audit",
     "submission_decoder",
     "summarize",
 ]

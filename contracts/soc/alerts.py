@@ -125,19 +125,34 @@ def summarize(alert: Alert) -> AlertSummary:
     return AlertSummary(**fields)
 
 
+class RejectedRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One record of a product-format batch that did not become an alert."""
+
+    index: int  # position in the body (array element or NDJSON line, from 0)
+    error: str  # not_an_alert | invalid_record | unknown_format | malformed_json | not_an_object
+    message: str
+    field: str | None = None  # in the product's record, e.g. alert.signature
+
+
 class IntakeReply(msgspec.Struct, kw_only=True, omit_defaults=True):
     ok: bool
     accepted: int = 0
     ids: list[str] = []
-    error: str | None = None  # invalid_alert | invalid_feedback | unknown_alert | too_many | unavailable
+    # invalid_alert | invalid_feedback | unknown_alert | too_many | malformed | unknown_format | unavailable
+    error: str | None = None
     message: str = ""
     field: str | None = None  # the JSON path of the offending field, e.g. $[3].src_ip
+    format: str | None = None  # aoc | suricata-eve | wazuh | ecs | ocsf | mixed
+    rejected: list[RejectedRecord] = []  # product formats: the records refused, each with its reason
 
 
 class AlertDecodeError(ValueError):
-    def __init__(self, message: str, field: str | None) -> None:
+    """A body refused as a whole. ``error``: invalid_alert | malformed | too_many | unknown_format."""
+
+    def __init__(self, message: str, field: str | None, error: str = "invalid_alert") -> None:
         super().__init__(message)
         self.field = field
+        self.error = error
 
 
 _alerts_decoder = msgspec.json.Decoder(Alert | list[Alert])
@@ -153,12 +168,12 @@ def decode_alerts(body: bytes, *, max_batch: int = MAX_BATCH) -> list[Alert]:
     except msgspec.ValidationError as exc:
         raise AlertDecodeError(f"invalid alert: {exc}", error_path(str(exc))) from None
     except msgspec.DecodeError as exc:
-        raise AlertDecodeError(f"malformed JSON: {exc}", None) from None
+        raise AlertDecodeError(f"malformed JSON: {exc}", None, "malformed") from None
     alerts = decoded if isinstance(decoded, list) else [decoded]
     if not alerts:
         raise AlertDecodeError("empty batch: expected at least one alert", "$")
     if len(alerts) > max_batch:
-        raise AlertDecodeError(f"too many alerts in one batch: {len(alerts)} > {max_batch}", "$")
+        raise AlertDecodeError(f"too many alerts in one batch: {len(alerts)} > {max_batch}", "$", "too_many")
     return alerts
 
 

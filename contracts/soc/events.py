@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from contracts.soc.alerts import AlertSummary
+from contracts.soc.alerts import AlertSummary, RejectedRecord
 
 
 class Scores(msgspec.Struct, kw_only=True, array_like=False):
@@ -71,15 +71,24 @@ class PlaybookExecuted(msgspec.Struct, kw_only=True):
     totals: Totals
 
 
+MAX_AUDITED_RECORDS = 20  # refused records listed in one alert_rejected event (all are counted)
+
+
 class AlertRejected(msgspec.Struct, kw_only=True):
-    """An alert or feedback message refused at intake or at triage (audit)."""
+    """An alert or feedback message refused at intake or at triage (audit). For a batch in
+    a product format: the records refused (the first ``MAX_AUDITED_RECORDS``, each reason
+    bounded) and how many there were, while the good records of the batch were queued."""
 
     TYPE: ClassVar[str] = "alert_rejected"
-    subject: str
+    subject: str  # a NATS subject, or the HTTP route (POST /api/v1/soc/alerts, a webhook)
     error: str
     message: str
     field: str | None = None
     body_excerpt: str = ""
+    format: str | None = None
+    records: list[RejectedRecord] = []
+    rejected_count: int = 0
+    accepted: int = 0  # good records of the same batch that were queued
 
 
 class HuntFinding(msgspec.Struct, kw_only=True):
