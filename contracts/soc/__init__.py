@@ -64,6 +64,7 @@ from contracts.soc.feedback import (
     submission_decoder,
 )
 from contracts.soc.intake import MAX_REASON, ParsedAlerts, parse_alerts, refusal_audit, rejection_audit
+from contracts.soc.playbooks import Playbook, PlaybooksLoaded
 from contracts.soc.streams import (
     MAX_QUEUE_MESSAGE_BYTES,
     alert_batch_msg_id,
@@ -123,7 +124,9 @@ __all__ = [
     "Name",
     "Note",
     "ParsedAlerts",
+    "Playbook",
     "PlaybookExecuted",
+    "PlaybooksLoaded",
     "Process",
     "RejectedRecord",
     "Scores",

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 import msgspec
 
 from contracts.soc.alerts import AlertSummary, RejectedRecord
+from contracts.soc.playbooks import PlaybooksLoaded
 
 
 class Scores(msgspec.Struct, kw_only=True, array_like=False):
@@ -126,5 +127,6 @@ SOC_PAYLOAD_TYPES: dict[str, type[msgspec.Struct]] = {
         AlertRejected,
         ThreatHuntCompleted,
         ModelsReloaded,
+        PlaybooksLoaded,
     )
 }
