@@ -83,6 +83,7 @@ from contracts.soc.subjects import (
     FEEDBACK_QUEUE,
     FEEDBACK_STREAM,
     ML_FEEDBACK_CONSUMER,
+    SOC_SYSTEM,
     TRIAGE_CONSUMER,
     WEBHOOK_DELIVERIES_BUCKET,
 )
@@ -103,6 +104,7 @@ __all__ = [
     "ML_FEEDBACK_CONSUMER",
     "SEVERITIES",
     "SOC_PAYLOAD_TYPES",
+    "SOC_SYSTEM",
     "TRIAGE_CONSUMER",
     "WEBHOOK_DELIVERIES_BUCKET",
     "Alert",

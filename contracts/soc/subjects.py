@@ -22,6 +22,8 @@
 
 from __future__ import annotations
 
+SOC_SYSTEM = "soc-cycle"  # the engine's slug: its events are aoc.evt.soc-cycle.<type>
+
 ALERT_INTAKE = "aoc.in.soc.alerts"
 ALERT_FORMAT_INTAKE = "aoc.in.soc.alerts.*"  # the last token names the format
 ALERT_QUEUE = "aoc.q.soc.alerts"

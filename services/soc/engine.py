@@ -58,7 +58,7 @@ _advisory_decoder = msgspec.json.Decoder(Advisory)
 
 
 class SocEngine(Engine):
-    slug = "soc-cycle"
+    slug = soc.SOC_SYSTEM
 
     def __init__(self, settings) -> None:
         super().__init__(settings)
