@@ -13,6 +13,9 @@ Who may do what on the bus (docs/security.md has the table for operators):
 - each human operator user ``<user>`` sends control commands only on
   ``aoc.ctl.<system>.<verb>.<user>``: the server refuses any other last token, so an
   engine can trust that token as the NATS user who sent the command;
+- ``producer`` is for alert producers (a Suricata or Wazuh shipper, an EDR forwarder):
+  it may only send alerts to the SOC intake, ``aoc.in.soc.alerts`` and
+  ``aoc.in.soc.alerts.<format>``, and read the replies; nothing else;
 - ``admin`` is for break-glass JetStream maintenance (edit a stream, delete a message):
   everything except sending control commands or forging events and heartbeats;
 - nobody connects without a user.
@@ -39,13 +42,14 @@ import re
 from dataclasses import dataclass, field
 
 import contracts
-from contracts import subjects
+from contracts import soc, subjects
 from contracts.systems import SYSTEMS
 from services.runtime.bus import inbox_prefix
 
 JS = "$JS.API"
 GATEWAY = "gateway"
 ADMIN = "admin"
+PRODUCER = "producer"
 HEAL_CHECK = "heal-check"
 HEAL_CHECK_VERBS = ("restart", "status", "detail")  # heal-check remediates; it never stops anything
 PROTECTED_AREAS = frozenset({"ctl", "evt", "hb"})
@@ -224,6 +228,14 @@ def operator_permissions(user: str, catalog: Catalog) -> Permissions:
     )
 
 
+def producer_permissions() -> Permissions:
+    """Alerts in, in any format; the reply comes to its inbox (or the stock CLI's)."""
+    return Permissions(
+        publish=[soc.ALERT_INTAKE, soc.ALERT_FORMAT_INTAKE],
+        subscribe=["_INBOX.>", f"{inbox_prefix(PRODUCER)}.>"],
+    )
+
+
 def admin_permissions() -> Permissions:
     return Permissions(
         publish=[">"],
@@ -236,11 +248,12 @@ def admin_permissions() -> Permissions:
 
 def all_permissions(operators: list[str], catalog: Catalog | None = None) -> dict[str, Permissions]:
     catalog = catalog or contract_catalog()
-    clashes = {*SYSTEMS, GATEWAY, ADMIN}.intersection(operators)
+    clashes = {*SYSTEMS, GATEWAY, ADMIN, PRODUCER}.intersection(operators)
     if clashes:
         raise ValueError(f"operator user names clash with service users: {sorted(clashes)}")
     table = {slug: engine_permissions(slug, catalog) for slug in SYSTEMS}
     table[GATEWAY] = gateway_permissions(catalog)
     table.update({user: operator_permissions(user, catalog) for user in operators})
+    table[PRODUCER] = producer_permissions()
     table[ADMIN] = admin_permissions()
     return table
