@@ -132,6 +132,27 @@ class Settings(BaseSettings):
     )
     csp: str = Field(STRICT_CSP, description="Content-Security-Policy of every response.")
 
+    # --- webhook ingestion of alerts (docs/soc.md, docs/security.md) -------------------
+    webhook_sources: SecretStr | None = Field(
+        None,
+        description='Webhook alert sources, JSON: {"<source>": {"secret" or "secret_file", "format", '
+        '"signature_header", "delivery_header", "timestamp_header", "tolerance_s"}}. Never printed.',
+    )
+    webhook_sources_file: Path | None = Field(
+        None, description="File holding the webhook sources JSON (a Docker/Kubernetes secret)."
+    )
+    webhook_delivery_ttl_hours: float = Field(
+        168.0,
+        gt=0,
+        description="How long a webhook delivery id is remembered (a redelivery is accepted once).",
+    )
+    webhook_rate_limit_per_minute: float = Field(
+        1200.0, gt=0, description="Sustained webhook requests per client address per minute (429 above)."
+    )
+    webhook_rate_limit_burst: int = Field(
+        300, ge=1, description="Webhook requests a client may send at once."
+    )
+
     # --- NATS credentials (docs/security.md) --------------------------------------------
     nats_user: str | None = Field(None, description="NATS user of this process (else: from the data dir).")
     nats_password: SecretStr | None = Field(None, description="Password of AOC_NATS_USER.")
@@ -211,6 +232,8 @@ class Settings(BaseSettings):
             )
         if any(key is not None for key in keys) and not (self.jwt_issuer and self.jwt_audience):
             raise ValueError("JWTs need AOC_JWT_ISSUER and AOC_JWT_AUDIENCE")
+        if self.webhook_sources is not None and self.webhook_sources_file is not None:
+            raise ValueError("set AOC_WEBHOOK_SOURCES or AOC_WEBHOOK_SOURCES_FILE, not both")
         if self.nats_password is not None and self.nats_password_file is not None:
             raise ValueError("set AOC_NATS_PASSWORD or AOC_NATS_PASSWORD_FILE, not both")
         return self
