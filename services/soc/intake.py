@@ -37,8 +37,10 @@ from contracts.soc import (
     ALERT_QUEUE,
     FEEDBACK_INTAKE,
     FEEDBACK_QUEUE,
+    Alert,
     AlertDecodeError,
     AlertSummary,
+    FeedbackSubmission,
     IntakeReply,
     error_path,
     new_feedback,
@@ -235,3 +237,44 @@ def intake_broker(settings: Settings, handlers: IntakeHandlers, *, name: str = "
         log_level=logging.DEBUG,  # a line per message at INFO would drown the engine's own log
     )
     return register(broker, handlers)
+
+
+# --- the bus document (docs/asyncapi.json, scripts/asyncapi.py) -----------------------
+
+PRODUCT_RECORD = {
+    "type": "object",
+    "title": "ProductAlertRecord",
+    "description": "A record in a product's own format: Suricata EVE (event_type alert), a Wazuh "
+    "alerts.json line, an Elastic Security alert document (kibana.alert.*), an OCSF Detection Finding "
+    "(class_uid 2004). Mapped onto Alert as docs/soc.md describes; extra fields are fine.",
+}
+
+
+def asyncapi_broker() -> tuple[NatsBroker, dict[str, tuple[dict, dict]], dict[str, dict]]:
+    """For docs/asyncapi.json: the intake's subscribers on a broker that never connects,
+    each channel's (request, reply) JSON Schema, and the schemas they refer to."""
+    handlers = IntakeHandlers(_not_connected, _not_connected, lambda _: None)
+    broker = register(NatsBroker("nats://localhost:4222"), handlers)
+    (alert, reply, submission), components = msgspec.json.schema_components(
+        [Alert, IntakeReply, FeedbackSubmission], ref_template="#/components/schemas/{name}"
+    )
+    components["ProductAlertRecord"] = PRODUCT_RECORD
+    record = {"anyOf": [alert, {"$ref": "#/components/schemas/ProductAlertRecord"}]}
+    alerts = {
+        "title": "AlertIntakeBody",
+        "description": "One record, a JSON array of up to 1000, or NDJSON (one record per line).",
+        "anyOf": [record, {"type": "array", "maxItems": 1000, "items": record}],
+    }
+    return (
+        broker,
+        {
+            "soc-alert-intake": (alerts, reply),
+            "soc-alert-intake-by-format": (alerts, reply),
+            "soc-feedback-intake": (submission, reply),
+        },
+        components,
+    )
+
+
+async def _not_connected(*_: Any) -> None:
+    raise RuntimeError("the documentation broker stores nothing")
