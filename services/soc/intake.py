@@ -190,21 +190,35 @@ def _unavailable(what: str, exc: Exception) -> IntakeReply:
     return IntakeReply(ok=False, error="unavailable", message=f"{what} unavailable: {type(exc).__name__}")
 
 
+async def raw_body(msg: NatsMessage) -> bytes:
+    """The subscribers' decoder: none. FastStream would otherwise json.loads every body
+    without a content type before the handler runs (a third of the intake's CPU for a
+    batch of 500 alerts, measured), only for the handler to ignore it and decode the bytes
+    itself, strictly."""
+    return msg.body
+
+
 def register(broker: NatsBroker, handlers: IntakeHandlers) -> NatsBroker:
     """The intake's subscribers on ``broker`` (also what docs/asyncapi.json is made of)."""
     alerts_doc = "Alerts: one object, a JSON array or NDJSON; the format is detected. Reply: IntakeReply."
     broker.subscriber(
-        ALERT_INTAKE, queue=INTAKE_QUEUE_GROUP, title="soc-alert-intake", description=alerts_doc
+        ALERT_INTAKE,
+        queue=INTAKE_QUEUE_GROUP,
+        decoder=raw_body,
+        title="soc-alert-intake",
+        description=alerts_doc,
     )(handlers.on_alerts)
     broker.subscriber(
         ALERT_FORMAT_INTAKE,
         queue=INTAKE_QUEUE_GROUP,
+        decoder=raw_body,
         title="soc-alert-intake-by-format",
         description=f"Alerts in the format the last token names ({', '.join(FORMATS)}). Reply: IntakeReply.",
     )(handlers.on_alerts)
     broker.subscriber(
         FEEDBACK_INTAKE,
         queue=INTAKE_QUEUE_GROUP,
+        decoder=raw_body,
         title="soc-feedback-intake",
         description="One analyst verdict (FeedbackSubmission). Reply: IntakeReply.",
     )(handlers.on_feedback)
