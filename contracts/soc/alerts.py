@@ -37,14 +37,14 @@ Note = Annotated[str, msgspec.Meta(max_length=2000)]
 def _ip(field: str, value: str | None) -> str | None:
     if value is None:
         return None
-    normalised = _normalised_ip(value)
+    normalised = normalised_ip(value)
     if normalised is None:
         raise ValueError(f"{field}: {value!r} is not an IPv4 or IPv6 address")
     return normalised
 
 
 @lru_cache(maxsize=65_536)
-def _normalised_ip(value: str) -> str | None:
+def normalised_ip(value: str) -> str | None:
     # the same addresses recur in alert after alert: parse each once; a canonical IPv4
     # address (the usual case) is checked by the C library, anything else by ipaddress
     with contextlib.suppress(OSError):

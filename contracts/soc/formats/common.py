@@ -12,14 +12,13 @@ that parses if it is given — raises ``RecordError``.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import re
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 
-from contracts.soc.alerts import MAX_RAW_BYTES
+from contracts.soc.alerts import MAX_RAW_BYTES, normalised_ip
 
 MISSING = object()
 _TECHNIQUE = re.compile(r"^T\d{4}(\.\d{3})?$")
@@ -138,10 +137,7 @@ def ip(value: Any) -> str | None:
         value = value[0] if value else None
     if not isinstance(value, str) or not value:
         return None
-    try:
-        return str(ipaddress.ip_address(value.strip()))
-    except ValueError:
-        return None
+    return normalised_ip(value.strip())
 
 
 def domain(value: Any) -> str | None:
