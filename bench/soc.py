@@ -8,6 +8,14 @@ the bootstrapped model, then measures with the same pre-generated alerts:
             stream and pulled + acked by one consumer; no decoding, no scoring.
   nats      alerts published to aoc.q.soc.alerts (packed like the gateway packs them),
             timed until the last decision event is stored.
+  intake    the same through `nats req aoc.in.soc.alerts` (the SOC's FastStream intake
+            subscriber validates, queues, replies), batches of --batch, --concurrency in
+            flight, timed until the last reply with triage stopped (then it must decide all).
+            Measured after the other paths once the SOC is quiet. A full GC pass of
+            soc-cycle (0.2-2 s on this machine once it holds 20,000 decisions) can land in
+            its window of a few seconds: run it twice before believing a drop.
+  eve       Suricata EVE records (made from generated alerts) through
+            aoc.in.soc.alerts.suricata-eve: the format mapping on top of the intake.
   api       the same through POST /api/v1/soc/alerts (batches of --batch, --concurrency in
             flight), timed until the last decision; checks N alerts -> N distinct decisions.
   scoring   for reference: feature extraction + the three models in this process only.
@@ -48,10 +56,11 @@ from nats.js.api import ConsumerConfig, DeliverPolicy, RetentionPolicy, StreamCo
 
 from contracts import ml, soc, subjects
 from services.launcher.natsserver import free_port
-from services.ml.features import extract_batch
 from services.ml.generator import LabelledAlert, generate
-from services.ml.models import ModelSizes, score, train
+from services.ml.models import ModelSizes, train
 from services.ml.pipeline import Dataset
+from services.shared.triage.bundle import score
+from services.shared.triage.features import extract_batch
 
 TARGET = 5000.0  # alerts/s end to end (issue #4)
 RAW_STREAM, RAW_SUBJECT = "BENCH_RAW_QUEUE", "bench.raw.alerts"
@@ -150,6 +159,87 @@ async def measure_nats(
     await publish_all(nc, soc.ALERT_QUEUE, messages)
     await counter.until(base + total, timeout=300)
     return total / (time.perf_counter() - started)
+
+
+async def measure_intake(
+    nc: Client, counter: DecisionCounter, subject: str, bodies: list[bytes], total: int, concurrency: int
+) -> float:
+    """Alerts/s through the intake alone: soc-cycle's triage is stopped meanwhile (the
+    intake still answers: that is its contract), so the figure is the FastStream
+    subscriber's validate + map + queue + reply, not triage's CPU next to it. Then triage
+    is started again and must decide every one of them."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def ask(body: bytes) -> None:
+        async with gate:
+            reply = msgspec.json.decode((await nc.request(subject, body, timeout=30)).data)
+            assert reply["ok"] and not reply.get("rejected"), reply
+
+    await control(nc, "stop")
+    base = counter.decisions
+    started = time.perf_counter()
+    await asyncio.gather(*(ask(body) for body in bodies))
+    rate = total / (time.perf_counter() - started)
+    await control(nc, "start")
+    await counter.until(base + total, timeout=300)
+    return rate
+
+
+async def quiet(nc: Client, still: float = 1.0, timeout: float = 120.0) -> None:
+    """Until no event has been stored for ``still`` seconds."""
+    js = nc.jetstream()
+    deadline = time.monotonic() + timeout
+    last, since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        seq = (await js.stream_info(subjects.EVENTS_STREAM)).state.last_seq
+        if seq != last:
+            last, since = seq, time.monotonic()
+        elif time.monotonic() - since >= still:
+            return
+        await asyncio.sleep(0.1)
+
+
+async def control(nc: Client, verb: str) -> None:
+    reply = msgspec.json.decode((await nc.request(f"aoc.ctl.soc-cycle.{verb}", b"", timeout=10)).data)
+    assert reply["ok"], reply
+
+
+EVE_SEVERITY = {"critical": 1, "high": 1, "medium": 2, "low": 3, "informational": 4}
+
+
+def as_eve(alert: soc.Alert, index: int) -> dict:
+    """A Suricata EVE alert event carrying what the generated alert says."""
+    return {
+        "timestamp": alert.time.isoformat(),
+        "flow_id": 1_000_000_000 + index,
+        "in_iface": "eth0",
+        "event_type": "alert",
+        "src_ip": alert.src_ip or "10.20.0.7",
+        "src_port": 40000 + index % 20000,
+        "dest_ip": alert.dst_ip or "10.20.0.8",
+        "dest_port": 443,
+        "proto": "TCP",
+        "alert": {
+            "action": "allowed",
+            "gid": 1,
+            "signature_id": 2_000_000 + len(alert.title),
+            "rev": 1,
+            "signature": alert.title,
+            "category": alert.description or "A Network Trojan was detected",
+            "severity": EVE_SEVERITY[alert.severity],
+            "metadata": {"mitre_technique_id": alert.techniques},
+        },
+        "app_proto": "tls",
+        "tls": {"sni": alert.domain} if alert.domain else {},
+    }
+
+
+def eve_bodies(alerts: list[soc.Alert], batch: int) -> tuple[list[bytes], set[str]]:
+    """NDJSON bodies of EVE records, and the alert ids the intake will give them."""
+    records = [msgspec.json.encode(as_eve(alert, i)) for i, alert in enumerate(alerts)]
+    bodies = [b"\n".join(records[i : i + batch]) for i in range(0, len(records), batch)]
+    ids = {alert.id for body in bodies for alert in soc.parse_alerts(body, "suricata-eve").alerts}
+    return bodies, ids
 
 
 async def measure_api(
@@ -264,6 +354,15 @@ async def run_stack(sync_interval: str, args: argparse.Namespace) -> dict[str, f
     labelled = generate(args.alerts, seed=2026)
     alerts = [item.alert for item in labelled]
     nats_alerts = [item.alert for item in generate(args.alerts, seed=2027)]
+    intake_alerts = [item.alert for item in generate(args.alerts, seed=2028)]
+    intake_bodies = [
+        soc.encode_alerts(intake_alerts[i : i + args.batch]) for i in range(0, len(intake_alerts), args.batch)
+    ]
+    eve, eve_ids = (
+        eve_bodies([item.alert for item in generate(args.alerts, seed=2029)], args.batch)
+        if "eve" in args.paths
+        else ([], set())
+    )
     with nats_server(sync_interval, keep=args.keep) as (server, workdir), Children(workdir) as children:
         port = free_port()
         env = child_env(
@@ -295,18 +394,38 @@ async def run_stack(sync_interval: str, args: argparse.Namespace) -> dict[str, f
                     )
                     figures["api"] = await measure_api(http, counter, alerts, args.batch, args.concurrency)
                     after = cpu_seconds(children, workdir)
+                    # after the paths docs/performance.md has figures for, in the same order;
+                    # first let SOAR finish the playbooks of those containments (one event
+                    # each), which would otherwise share the SOC's core with the intake
+                    await quiet(nc)
+                    if "intake" in args.paths:
+                        figures["intake"] = await measure_intake(
+                            nc, counter, soc.ALERT_INTAKE, intake_bodies, len(intake_alerts), args.concurrency
+                        )
+                    if "eve" in args.paths:
+                        figures["eve"] = await measure_intake(
+                            nc,
+                            counter,
+                            f"{soc.ALERT_INTAKE}.suricata-eve",
+                            eve,
+                            len(eve_ids),
+                            args.concurrency,
+                        )
                 print(f"noise: {foreign}")
                 per_alert = ", ".join(
                     f"{name} {1e6 * (after[name] - before.get(name, 0.0)) / (2 * args.alerts):.0f}"
                     for name in after
                 )
                 print(f"CPU per alert in microseconds, NATS and HTTP runs together: {per_alert}")
-                missing = {a.id for a in alerts + nats_alerts} - counter.ids
+                expected = {a.id for a in alerts + nats_alerts}
+                expected |= {a.id for a in intake_alerts} if "intake" in args.paths else set()
+                expected |= eve_ids if "eve" in args.paths else set()
+                missing = expected - counter.ids
                 print(
-                    f"decisions: {counter.decisions} for {2 * args.alerts} alerts, "
+                    f"decisions: {counter.decisions} for {len(expected)} alerts, "
                     f"{len(counter.ids)} distinct, {len(missing)} missing; by model {counter.versions}"
                 )
-                figures["exactly_once"] = float(counter.decisions == len(counter.ids) == 2 * args.alerts)
+                figures["exactly_once"] = float(counter.decisions == len(counter.ids) == len(expected))
                 retrain = await retrain_by_feedback(nc, http, labelled)
                 print(
                     f"100 verdicts -> {retrain['retrains']} retrain ({retrain['version']}, promoted "
@@ -336,7 +455,11 @@ async def main(args: argparse.Namespace) -> None:
             ("raw", "raw publish/consume (baseline)"),
             ("nats", "NATS -> triage -> decision"),
             ("api", "HTTP -> triage -> decision"),
+            ("intake", "NATS request -> FastStream intake -> queued"),
+            ("eve", "Suricata EVE -> intake mapping -> queued"),
         ):
+            if name not in figures:
+                continue
             ratio = figures[name] / figures["raw"]
             rows.append([sync, label, f"{figures[name]:,.0f}", f"{ratio:.2f}"])
     rows.append(["-", "scoring only, in process (reference)", f"{scoring:,.0f}", ""])
@@ -360,7 +483,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--sync", default="always,1s", help="nats-server fsync policies to run, in order")
     parser.add_argument("--alerts", type=int, default=10_000, help="alerts per path (default 10000)")
     parser.add_argument("--batch", type=int, default=500, help="alerts per POST (default 500)")
-    parser.add_argument("--concurrency", type=int, default=4, help="POSTs in flight (default 4)")
+    parser.add_argument("--concurrency", type=int, default=4, help="POSTs / requests in flight (default 4)")
+    parser.add_argument(
+        "--paths",
+        default="intake,eve",
+        type=lambda text: set(text.split(",")),
+        help="optional paths besides raw, nats and api (default intake,eve)",
+    )
     add_stack_options(parser)
     return parse_stack_args(parser)
 

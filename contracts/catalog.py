@@ -7,13 +7,14 @@ through ``decode_payload``: an event written by older code is upcast step by ste
 the current struct, so readers only ever see the newest shape. An event type that is
 not in the catalog (written by newer code) decodes to a plain dict.
 
-The catalog is collected from the contract modules, so a new event type is in it as
-soon as its struct is defined there.
+The catalog is collected from every module of the ``contracts`` package, so a new event
+type is in it as soon as its struct is defined there.
 """
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -21,15 +22,17 @@ from typing import Any
 
 import msgspec
 
-# every contract module that defines event payloads
-EVENT_MODULES = (
-    "contracts.events",
-    "contracts.soc",
-    "contracts.ml",
-    "contracts.factory",
-    "contracts.healing",
-    "contracts.advisory",
-)
+
+def contract_modules() -> tuple[str, ...]:
+    """Every module of the contracts package (subpackages included)."""
+    import contracts
+
+    names = [info.name for info in pkgutil.walk_packages(contracts.__path__, prefix="contracts.")]
+    return tuple(name for name in names if name not in ("contracts.catalog", "contracts.settings_doc"))
+
+
+# extra modules (tests add theirs); the contracts package is always searched
+EVENT_MODULES: tuple[str, ...] = ()
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -66,7 +69,7 @@ def payload_classes(module: Any) -> list[type[msgspec.Struct]]:
 @cache
 def catalog() -> dict[str, EventType]:
     found: dict[str, EventType] = {}
-    for module_name in EVENT_MODULES:
+    for module_name in (*contract_modules(), *EVENT_MODULES):
         module = importlib.import_module(module_name)
         for cls in payload_classes(module):
             name = cls.TYPE  # type: ignore[attr-defined]

@@ -6,7 +6,7 @@ triage, heal-check's model probe).
 - The KV bucket ``aoc_model_registry`` holds the key ``active``: a ``ModelPointer`` to
   the version every consumer should load, with the sha256 of each blob. A consumer
   checks the digest and refuses anything that is not a skops file made of trusted
-  types (services/ml/registry.py), keeping the model it already has.
+  types (services/shared/triage/registry.py), keeping the model it already has.
 - ``aoc.evt.ml-retrain.model_published`` announces a new active version (hot reload);
   ``aoc.evt.ml-retrain.model_evaluated`` records every evaluation, promoted or not.
 - ``aoc.ml.probe`` (core NATS request/reply, answered by the ml-retrain process) loads
@@ -42,7 +42,7 @@ class ModelPointer(msgspec.Struct, kw_only=True):
     sha256: dict[str, str]  # model name -> digest of the blob, checked before loading
     metrics: dict[str, float] = {}
     published: datetime | None = None
-    feature_version: int = 1  # services/ml/features.py FEATURE_VERSION the models expect
+    feature_version: int = 1  # services/shared/triage/features.py FEATURE_VERSION the models expect
     format: str = "skops"
 
 

@@ -221,6 +221,27 @@ class Settings(BaseSettings):
     llm_api_key_file: Path | None = Field(None, description="File holding the LLM API key.")
     llm_timeout_s: float = Field(10.0, gt=0, le=120, description="How long one LLM call may take.")
 
+    # --- webhook ingestion of alerts (docs/soc.md, docs/security.md) -------------------
+    webhook_sources: SecretStr | None = Field(
+        None,
+        description='Webhook alert sources, JSON: {"<source>": {"secret" or "secret_file", "format", '
+        '"signature_header", "delivery_header", "timestamp_header", "tolerance_s"}}. Never printed.',
+    )
+    webhook_sources_file: Path | None = Field(
+        None, description="File holding the webhook sources JSON (a Docker/Kubernetes secret)."
+    )
+    webhook_delivery_ttl_hours: float = Field(
+        168.0,
+        gt=0,
+        description="How long a webhook delivery id is remembered (a redelivery is accepted once).",
+    )
+    webhook_rate_limit_per_minute: float = Field(
+        1200.0, gt=0, description="Sustained webhook requests per client address per minute (429 above)."
+    )
+    webhook_rate_limit_burst: int = Field(
+        300, ge=1, description="Webhook requests a client may send at once."
+    )
+
     # --- NATS credentials (docs/security.md) --------------------------------------------
     nats_user: str | None = Field(None, description="NATS user of this process (else: from the data dir).")
     nats_password: SecretStr | None = Field(None, description="Password of AOC_NATS_USER.")
@@ -362,6 +383,8 @@ class Settings(BaseSettings):
             raise ValueError("JWTs need AOC_JWT_ISSUER and AOC_JWT_AUDIENCE")
         if self.llm_api_key is not None and self.llm_api_key_file is not None:
             raise ValueError("set AOC_LLM_API_KEY or AOC_LLM_API_KEY_FILE, not both")
+        if self.webhook_sources is not None and self.webhook_sources_file is not None:
+            raise ValueError("set AOC_WEBHOOK_SOURCES or AOC_WEBHOOK_SOURCES_FILE, not both")
         if self.nats_password is not None and self.nats_password_file is not None:
             raise ValueError("set AOC_NATS_PASSWORD or AOC_NATS_PASSWORD_FILE, not both")
         return self

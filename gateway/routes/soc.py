@@ -1,8 +1,12 @@
 """/api/v1/soc — alerts in, analyst verdicts in, and the SOC's read views.
 
-Writes validate the whole body with the contract's msgspec types (422 names the field,
-e.g. ``$[3].src_ip``) and publish to JetStream: alerts to the triage work queue, verdicts
-to AOC_FEEDBACK. Reads are served from the SOC projection (gateway/soc_projection.py).
+Alerts come in AOC's own shape (validated strictly, all or nothing: a 422 names the
+field, e.g. ``$[3].src_ip``) or in a product's format (``?format=suricata-eve|wazuh|ecs|
+ocsf``, or detected): each record is mapped on its own, the good ones are queued and the
+bad ones reported with their index and reason, and audited (contracts/soc/intake.py).
+Alerts go to the triage work queue, verdicts to AOC_FEEDBACK. Reads are served from the
+SOC projection (gateway/soc_projection.py); the playbooks in force from the SOC's last
+``playbooks_loaded`` event.
 """
 
 from __future__ import annotations
@@ -13,17 +17,20 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
+import structlog
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
+from nats.js.errors import NotFoundError
 
-from contracts import soc
-from gateway.deps import Actor, Gateway
+from contracts import soc, subjects
+from contracts.events import Summary, envelope_decoder, new_event
+from gateway.deps import Actor, CorrelationId, Gateway
 from gateway.soc_area import SocArea, close_soc_area, soc_area
 from gateway.soc_projection import iso
 from gateway.state import GatewayState
 from services.runtime.bus import publish_with_retry
-from services.soc import playbooks as soc_playbooks
 
+log = structlog.get_logger()
 router = APIRouter(prefix="/api/v1/soc", tags=["soc"])
 
 PUBLISH_DEADLINE = 5.0
@@ -32,6 +39,8 @@ READ_YOUR_WRITES = 1.0  # a verdict's response waits this long for the view to s
 Status = Literal["auto_resolved", "escalated", "escalated_to_human", "contained", "reviewed"]
 DecisionKind = Literal["auto_resolve", "escalate", "contain"]
 SeverityName = Literal["informational", "low", "medium", "high", "critical"]
+FormatName = Literal["aoc", "suricata-eve", "wazuh", "ecs", "ocsf"]
+ALERTS_ROUTE = "POST /api/v1/soc/alerts"
 
 
 async def on_startup(state: GatewayState) -> None:
@@ -69,12 +78,64 @@ def _path_parts(field: str) -> list[str | int]:
 # --- alerts in -----------------------------------------------------------------------
 
 
-@router.post("/alerts", status_code=202, summary="Submit one alert or a batch (JSON array, up to 1000)")
-async def submit_alerts(request: Request, gw: Gateway) -> Any:
+@router.post(
+    "/alerts",
+    status_code=202,
+    summary="Submit alerts: one object, a JSON array or NDJSON (up to 1000), AOC's shape or a product's",
+)
+async def submit_alerts(
+    request: Request,
+    gw: Gateway,
+    actor: Actor,
+    correlation_id: CorrelationId,
+    format: FormatName | None = Query(None, description="the body's format; detected when absent"),
+) -> Any:
+    body = await request.body()
     try:
-        alerts = soc.decode_alerts(await request.body())
+        parsed = soc.parse_alerts(body, format)
     except soc.AlertDecodeError as exc:
-        return invalid(str(exc), exc.field, "invalid_alert")
+        return invalid(str(exc), exc.field, exc.error)
+    return await accept_alerts(gw, parsed, route=ALERTS_ROUTE, actor=actor, correlation_id=correlation_id)
+
+
+async def accept_alerts(
+    gw: GatewayState, parsed: soc.ParsedAlerts, *, route: str, actor: str, correlation_id: str
+) -> JSONResponse:
+    """Queue a parsed batch's alerts, audit its refused records, answer: 202 with what was
+    accepted and refused, or 422 when no record became an alert."""
+    audit = soc.rejection_audit(route, parsed)
+    if audit is not None:
+        await audit_event(gw, *audit, actor=actor, correlation_id=correlation_id)
+    rejected = [msgspec.to_builtins(record) for record in parsed.rejected]
+    if not parsed.alerts:
+        detail = [
+            {
+                "loc": ["body", r["index"], *([r["field"]] if r.get("field") else [])],
+                "msg": r["message"],
+                "type": r["error"],
+            }
+            for r in rejected
+        ]
+        message = f"none of the {len(rejected)} records became an alert"
+        return JSONResponse(
+            {"detail": detail, "message": message, "format": parsed.format, "rejected": rejected},
+            status_code=422,
+        )
+    messages = await queue_alerts(gw, parsed.alerts)
+    return JSONResponse(
+        {
+            "accepted": len(parsed.alerts),
+            "ids": [alert.id for alert in parsed.alerts],
+            "queue_messages": messages,
+            "format": parsed.format,
+            "rejected": rejected,
+        },
+        status_code=202,
+    )
+
+
+async def queue_alerts(gw: GatewayState, alerts: list[soc.Alert]) -> int:
+    """Publish to the triage queue (stream-acked, deduplicated by Nats-Msg-Id); 503 if it cannot."""
     messages = soc.queue_messages(alerts)
     try:
         await asyncio.gather(
@@ -85,7 +146,26 @@ async def submit_alerts(request: Request, gw: Gateway) -> Any:
         )
     except Exception as exc:
         raise HTTPException(503, f"the alert queue is unavailable: {type(exc).__name__}") from None
-    return {"accepted": len(alerts), "ids": [alert.id for alert in alerts], "queue_messages": len(messages)}
+    return len(messages)
+
+
+async def audit_event(
+    gw: GatewayState, payload: msgspec.Struct, summary: Summary, *, actor: str, correlation_id: str
+) -> None:
+    """An audit event from the gateway (``aoc.evt.gateway.<type>``); a failure is logged, the
+    request it describes has its own answer."""
+    event = new_event(
+        system="gateway",
+        payload=payload,
+        summary=summary,
+        source="gateway",
+        actor=actor,
+        correlation_id=correlation_id,
+    )
+    try:
+        await gw.publisher.publish(event)
+    except Exception as exc:
+        log.warning("soc.audit_failed", action=summary.action, error=type(exc).__name__)
 
 
 # --- verdicts in ---------------------------------------------------------------------
@@ -268,7 +348,21 @@ async def hunts(gw: Gateway, limit: int = Query(20, ge=1, le=50)) -> dict[str, A
     return {"hunts": list(reversed(recent)), "count": len(recent)}
 
 
-@router.get("/playbooks", summary="The SOAR playbooks (declarative, services/soc/playbooks)")
-async def list_playbooks() -> dict[str, Any]:
-    books = soc_playbooks.load_playbooks()
-    return {"playbooks": [msgspec.to_builtins(book) for book in books], "count": len(books)}
+@router.get("/playbooks", summary="The SOAR playbooks in force (as soc-cycle last loaded them)")
+async def list_playbooks(gw: Gateway) -> dict[str, Any]:
+    subject = subjects.evt(soc.SOC_SYSTEM, soc.PlaybooksLoaded.TYPE)
+    try:
+        raw = await gw.js.get_last_msg(subjects.EVENTS_STREAM, subject)
+    except NotFoundError:
+        return {"playbooks": [], "count": 0, "loaded_at": None, "note": "soc-cycle has not started yet"}
+    except Exception as exc:
+        raise HTTPException(503, f"the event stream is unavailable: {type(exc).__name__}") from None
+    envelope = envelope_decoder.decode(raw.data)
+    loaded = msgspec.json.decode(envelope.data, type=soc.PlaybooksLoaded)
+    return {
+        "playbooks": [msgspec.to_builtins(book) for book in loaded.playbooks],
+        "count": len(loaded.playbooks),
+        "loaded_at": iso(envelope.time),
+        "directory": loaded.directory,
+        "digest": loaded.digest,
+    }

@@ -27,7 +27,15 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from contracts.settings import Settings
 from gateway.security.authn import Authenticator, InvalidToken
-from gateway.security.policy import PUBLIC, READ_METHODS, Access, accepts_ticket, required_access, strictest
+from gateway.security.policy import (
+    PUBLIC,
+    READ_METHODS,
+    Access,
+    accepts_ticket,
+    required_access,
+    signed_route,
+    strictest,
+)
 from gateway.security.ratelimit import LimiterUnavailable, RateLimiter
 from gateway.security.roles import BEARER_CHALLENGE, Identity, Role
 from gateway.security.routetable import RouteTable
@@ -77,6 +85,10 @@ class AccessGuard:
         self.enabled = settings.auth_enabled
         self.authenticator = Authenticator(settings)
         self.limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
+        # signed routes (webhooks) carry no identity: metered per client address, apart
+        self.signed_limiter = RateLimiter(
+            settings.webhook_rate_limit_per_minute, settings.webhook_rate_limit_burst
+        )
         self._routes = routes
         self._table: RouteTable | None = None
         self._on_denied = on_denied
@@ -122,6 +134,8 @@ class AccessGuard:
         required = required_access(method, template)
         identity, why = self.identify(scope, template)
         if required is PUBLIC:
+            if signed_route(method, template):
+                return self._meter(scope, template)
             return Decision(identity, template)  # a bad credential does not matter here
         if identity is None:
             error = (
@@ -148,6 +162,21 @@ class AccessGuard:
                 detail = f"too many changes from {identity.name}; retry in {math.ceil(wait)} s"
                 return self._deny(Decision(identity, template, 429, detail, retry), "rate_limited")
         return Decision(identity, template)
+
+    def _meter(self, scope: Scope, template: str | None) -> Decision:
+        """A signed route: no identity (the route verifies the signature); a rate limit per
+        client address, so nobody floods it (or its audit of refusals)."""
+        client = (scope.get("client") or ("unknown",))[0]
+        try:
+            wait = self.signed_limiter.retry_after(f"signed:{client}")
+        except LimiterUnavailable as exc:
+            log.error("ratelimit.unavailable", error=str(exc))
+            return self._deny(Decision(None, template, 503, "rate limiter unavailable; try again"), "limiter")
+        if wait > 0:
+            retry = (("retry-after", str(math.ceil(wait))),)
+            detail = f"too many requests from {client}; retry in {math.ceil(wait)} s"
+            return self._deny(Decision(None, template, 429, detail, retry), "rate_limited")
+        return Decision(None, template)
 
     def _deny(self, decision: Decision, reason: str) -> Decision:
         self._on_denied(reason)

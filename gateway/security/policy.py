@@ -22,6 +22,7 @@ FACTORY_API = "/api/v1/factory"
 AUTH_API = "/api/v1/auth"
 SOC_API = "/api/v1/soc"
 ASK_API = "/api/v1/ask"
+WEBHOOK_ALERTS = "/api/v1/webhooks/alerts/{source}"
 STREAM = f"{ADMIN_API}/stream"
 
 RULES: dict[tuple[str, str], Access] = {
@@ -57,6 +58,10 @@ RULES: dict[tuple[str, str], Access] = {
     ("POST", f"{ADMIN_API}/restart-all"): Role.ADMIN,
     ("POST", f"{FACTORY_API}/requirements/{{req_id}}/deploy"): Role.ADMIN,
     ("DELETE", f"{FACTORY_API}/requirements/{{req_id}}"): Role.ADMIN,
+    # producers that push alerts authenticate by the HMAC signature of their source, which
+    # the route checks itself before it parses anything (gateway/routes/webhooks.py); the
+    # access check meters them per client address instead (SIGNED_ROUTES)
+    ("POST", WEBHOOK_ALERTS): PUBLIC,
     # authentication itself
     # alert intake and analysts' verdicts are day-to-day SOC work, not administration
     ("POST", f"{SOC_API}/alerts"): Role.OPERATOR,
@@ -73,6 +78,11 @@ RULES: dict[tuple[str, str], Access] = {
 TICKET_ROUTES = frozenset({("GET", STREAM)})
 
 
+# Routes with no bearer token that verify a per-source HMAC signature themselves; the
+# access check rate-limits them per client address (AOC_WEBHOOK_RATE_LIMIT_*).
+SIGNED_ROUTES = frozenset({("POST", WEBHOOK_ALERTS)})
+
+
 def lookup_method(method: str) -> str:
     return "GET" if method == "HEAD" else method
 
@@ -87,6 +97,10 @@ def required_access(method: str, template: str | None) -> Access:
 
 def accepts_ticket(method: str, template: str | None) -> bool:
     return (lookup_method(method), template) in TICKET_ROUTES
+
+
+def signed_route(method: str, template: str | None) -> bool:
+    return (lookup_method(method), template) in SIGNED_ROUTES
 
 
 def strictest(accesses: list[Access]) -> Access:

@@ -23,6 +23,9 @@ Who may do what on the bus (docs/security.md has the table for operators):
   (it saw the exit status); it asks JetStream whether the cluster has a meta leader
   before it starts the services, and pings the engines' ``$SRV`` discovery before it
   says the stack is up; it reads no stream and sends no command;
+- ``producer`` is for alert producers (a Suricata or Wazuh shipper, an EDR forwarder):
+  it may only send alerts to the SOC intake, ``aoc.in.soc.alerts`` and
+  ``aoc.in.soc.alerts.<format>``, and read the replies; nothing else;
 - ``admin`` is for break-glass JetStream maintenance (edit a stream, delete a message):
   everything except sending control commands or forging events and heartbeats;
 - nobody connects without a user.
@@ -49,7 +52,7 @@ import re
 from dataclasses import dataclass, field
 
 import contracts
-from contracts import subjects
+from contracts import soc, subjects
 from contracts.events import ProcessCrashed
 from contracts.siem import SIEM
 from contracts.systems import SYSTEMS
@@ -59,6 +62,7 @@ JS = "$JS.API"
 GATEWAY = "gateway"
 ADMIN = "admin"
 LAUNCHER = "launcher"
+PRODUCER = "producer"
 HEAL_CHECK = "heal-check"
 HEAL_CHECK_VERBS = ("restart", "status", "detail")  # heal-check remediates; it never stops anything
 PROTECTED_AREAS = frozenset({"ctl", "evt", "hb", "inst"})
@@ -265,6 +269,14 @@ def launcher_permissions() -> Permissions:
     )
 
 
+def producer_permissions() -> Permissions:
+    """Alerts in, in any format; the reply comes to its inbox (or the stock CLI's)."""
+    return Permissions(
+        publish=[soc.ALERT_INTAKE, soc.ALERT_FORMAT_INTAKE],
+        subscribe=["_INBOX.>", f"{inbox_prefix(PRODUCER)}.>"],
+    )
+
+
 def admin_permissions() -> Permissions:
     return Permissions(
         publish=[">"],
@@ -277,7 +289,7 @@ def admin_permissions() -> Permissions:
 
 def all_permissions(operators: list[str], catalog: Catalog | None = None) -> dict[str, Permissions]:
     catalog = catalog or contract_catalog()
-    clashes = {*SYSTEMS, GATEWAY, SIEM, ADMIN, LAUNCHER}.intersection(operators)
+    clashes = {*SYSTEMS, GATEWAY, SIEM, ADMIN, LAUNCHER, PRODUCER}.intersection(operators)
     if clashes:
         raise ValueError(f"operator user names clash with service users: {sorted(clashes)}")
     table = {slug: engine_permissions(slug, catalog) for slug in SYSTEMS}
@@ -285,5 +297,6 @@ def all_permissions(operators: list[str], catalog: Catalog | None = None) -> dic
     table[SIEM] = siem_permissions(catalog)
     table.update({user: operator_permissions(user, catalog) for user in operators})
     table[LAUNCHER] = launcher_permissions()
+    table[PRODUCER] = producer_permissions()
     table[ADMIN] = admin_permissions()
     return table

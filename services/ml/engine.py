@@ -40,12 +40,14 @@ from contracts import ml, soc, subjects
 from contracts.events import Summary, new_id, utcnow
 from services.ml.config import MlConfig
 from services.ml.generator import BOOTSTRAP_SEED, HOLDOUT_SEED
-from services.ml.models import ModelBundle, TrainingCancelled
+from services.ml.models import TrainingCancelled
 from services.ml.pipeline import Dataset, TrainingResult, run_training
 from services.ml.probe import implausible, probe_scores
-from services.ml.registry import ModelRefused, ModelRegistry
+from services.ml.registry import ModelRegistry
 from services.runtime import CycleOutcome, Engine, Loop, StopRequested
 from services.runtime.stream import replay
+from services.shared.triage.bundle import ModelBundle
+from services.shared.triage.registry import ModelRefused
 
 log = structlog.get_logger()
 

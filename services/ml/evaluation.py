@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.metrics import f1_score, mean_absolute_error, precision_score, recall_score, roc_auc_score
 
-from services.ml.models import ModelBundle, score
+from services.shared.triage.bundle import ModelBundle, score
 
 GATED = ("f1", "roc_auc", "recall")
 FLOORS = {"f1": 0.6, "roc_auc": 0.75, "recall": 0.6}

@@ -1,13 +1,12 @@
-"""The three models, how they are trained and how they score a batch.
+"""How the three triage models are trained (the bundle itself and how it scores live in
+services/shared/triage/bundle.py, shared with soc-cycle).
 
-- AlertClassifier — RandomForestClassifier: probability that an alert is a true positive.
-- AnomalyDetector — IsolationForest fitted on the benign alerts: how unlike the usual
-  noise an alert is, mapped to 0 (typical) .. 1 (never seen anything like it).
-- ThreatScorer — GradientBoostingRegressor: a 0-100 threat score (likelihood x impact,
-  the target defined in generator.threat_target).
+- AlertClassifier — RandomForestClassifier on the labels.
+- AnomalyDetector — IsolationForest fitted on the benign alerts.
+- ThreatScorer — GradientBoostingRegressor on the threat target (likelihood x impact,
+  defined in generator.threat_target).
 
-Pure: no I/O. Training runs in a worker thread (it takes seconds); scoring a batch is
-one vectorised call per model.
+Pure: no I/O. Training runs in a worker thread (it takes seconds).
 """
 
 from __future__ import annotations
@@ -18,9 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.ensemble import GradientBoostingRegressor, IsolationForest, RandomForestClassifier
 
-from services.ml.features import FEATURE_VERSION, N_FEATURES
-
-MODEL_NAMES = ("alert_classifier", "anomaly_detector", "threat_scorer")
+from services.shared.triage.bundle import ModelBundle
+from services.shared.triage.features import N_FEATURES
 
 
 @dataclass(frozen=True)
@@ -33,29 +31,6 @@ class ModelSizes:
     scorer_trees: int = 60
     scorer_depth: int = 3
     seed: int = 42
-
-
-@dataclass
-class ModelBundle:
-    version: str
-    classifier: RandomForestClassifier
-    anomaly: IsolationForest
-    scorer: GradientBoostingRegressor
-    feature_version: int = FEATURE_VERSION
-
-    def models(self) -> dict[str, object]:
-        return {
-            "alert_classifier": self.classifier,
-            "anomaly_detector": self.anomaly,
-            "threat_scorer": self.scorer,
-        }
-
-
-@dataclass(frozen=True)
-class BatchScores:
-    true_positive: np.ndarray  # 0..1
-    anomaly: np.ndarray  # 0..1
-    threat: np.ndarray  # 0..100
 
 
 class TrainingCancelled(Exception):
@@ -103,17 +78,3 @@ def train(
         random_state=sizes.seed,
     ).fit(features, threat, sample_weight=sample_weight)
     return ModelBundle(version, classifier, anomaly, scorer)
-
-
-def score(bundle: ModelBundle, features: np.ndarray) -> BatchScores:
-    if len(features) == 0:
-        empty = np.zeros(0)
-        return BatchScores(empty, empty, empty)
-    probabilities = bundle.classifier.predict_proba(features)
-    classes = list(bundle.classifier.classes_)
-    true_positive = probabilities[:, classes.index(1)] if 1 in classes else np.zeros(len(features))
-    # decision_function: > 0 inlier, < 0 outlier, typically within ±0.3; a steep logistic
-    # puts the boundary at 0.5 and spreads the usual range over most of 0..1
-    anomaly = 1.0 / (1.0 + np.exp(bundle.anomaly.decision_function(features) * 20.0))
-    threat = np.clip(bundle.scorer.predict(features), 0.0, 100.0)
-    return BatchScores(true_positive, anomaly, threat)

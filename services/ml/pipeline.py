@@ -18,8 +18,9 @@ import numpy as np
 from contracts.soc import AnalystFeedback
 from services.ml import generator
 from services.ml.evaluation import Verdict, evaluate, in_holdout, promotion_verdict
-from services.ml.features import extract_batch
-from services.ml.models import ModelBundle, ModelSizes, train
+from services.ml.models import ModelSizes, train
+from services.shared.triage.bundle import ModelBundle
+from services.shared.triage.features import extract_batch
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class Dataset:
 
     @classmethod
     def empty(cls) -> Dataset:
-        from services.ml.features import N_FEATURES
+        from services.shared.triage.features import N_FEATURES
 
         return cls(np.zeros((0, N_FEATURES)), np.zeros(0, bool), np.zeros(0), np.zeros(0))
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from contracts.soc import Alert, Process
-from services.ml.features import extract
-from services.ml.models import ModelBundle, score
+from services.shared.triage.bundle import ModelBundle, score
+from services.shared.triage.features import extract
 
 PROBE_ALERT = Alert(
     id="aoc-ml-probe",

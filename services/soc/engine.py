@@ -1,7 +1,9 @@
 """Autonomous SOC Engine — `soc-cycle`.
 
 The story:
-- Alerts wait in the work queue ``AOC_ALERTS`` (from the gateway or the raw intake).
+- Alerts wait in the work queue ``AOC_ALERTS``: from the gateway, or from the raw NATS
+  intake this process answers (services/soc/intake.py: FastStream subscribers, in AOC's
+  shape or a product's format, working even while the engine is stopped).
 - **triage** pulls them in batches, scores each batch with the three models (one call
   per model), decides auto_resolve / escalate / contain (services/soc/policy.py) and
   publishes the decisions with their scores and reasons; only then are the queue
@@ -21,6 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
+import hashlib
 from datetime import timedelta
 from typing import Any
 
@@ -34,25 +38,28 @@ from nats.js.errors import BucketNotFoundError, NoKeysError, NotFoundError
 from contracts import ml, soc, subjects
 from contracts.advisory import ADVISORIES_BUCKET, Advisory
 from contracts.events import Summary, envelope_decoder, utcnow
-from services.ml.models import ModelBundle
-from services.ml.registry import ModelRefused, ModelRegistry
 from services.runtime import CycleOutcome, Engine, Loop, StopRequested
+from services.runtime.bus import barrier, publish_with_retry
 from services.runtime.stream import replay
+from services.shared.triage.bundle import ModelBundle
+from services.shared.triage.registry import ModelRefused, RegistryReader
 from services.soc import hunting, playbooks
 from services.soc.config import SocConfig
-from services.soc.intake import Intake
+from services.soc.intake import ACTOR as INTAKE_ACTOR
+from services.soc.intake import IntakeHandlers, intake_broker, warm_up
 from services.soc.state import SocState, merge_totals
 from services.soc.triage import TriagedEvent, decide_batch, fresh_alerts
 
 log = structlog.get_logger()
 
+INTAKE_PUBLISH_DEADLINE = 5.0  # a producer is waiting for the intake's reply
 THREAD_THRESHOLD = 200  # alerts: score bigger batches in a worker thread, keep the loop free
 PUBLISH_WINDOW = 16  # decision events in flight at once: bursts beyond this only queue up at the server
 _advisory_decoder = msgspec.json.Decoder(Advisory)
 
 
 class SocEngine(Engine):
-    slug = "soc-cycle"
+    slug = soc.SOC_SYSTEM
 
     def __init__(self, settings) -> None:
         super().__init__(settings)
@@ -85,7 +92,7 @@ class SocEngine(Engine):
         assert host is not None and host.nc is not None
         js = host.js
         await soc.ensure_soc_streams(js, self.settings)
-        self.registry = await ModelRegistry(js, self.settings).open()
+        self.registry = await RegistryReader(js, self.settings).open()
         await self._rebuild()
         self.queue = await js.pull_subscribe(
             soc.ALERT_QUEUE,
@@ -93,8 +100,13 @@ class SocEngine(Engine):
             stream=soc.ALERTS_STREAM,
             config=ConsumerConfig(ack_wait=self.config.ack_wait, max_ack_pending=100_000),
         )
-        self.intake = Intake(host.nc, js, host.publish, self._lookup)
-        await self.intake.start()
+        await self._announce_playbooks()
+        # the intake: FastStream subscribers on their own connection, for the whole process
+        self.intake = IntakeHandlers(self._store_input, self._audit_input, self._lookup)
+        self.broker = intake_broker(self.settings, self.intake)
+        await self.broker.start()
+        await warm_up()
+        await barrier(self.broker.connection)  # subscribed at the server before open() returns
         since = utcnow() - timedelta(hours=self.config.memory_hours)
         self._subs.append(
             await js.subscribe(
@@ -113,12 +125,19 @@ class SocEngine(Engine):
             )
         )
         await self._load_active_models()
+        # what exists now (modules, models, the rebuilt state) lives as long as the process:
+        # out of the collector's full passes, which otherwise stall this loop for 0.2-2 s
+        # (measured) as the decided alerts pile up
+        gc.collect()
+        gc.freeze()
 
     async def teardown(self) -> None:
         for task in list(self._tasks):
             task.cancel()
-        with contextlib.suppress(Exception):
-            await self.intake.stop()
+        broker = getattr(self, "broker", None)
+        if broker is not None:
+            with contextlib.suppress(Exception):
+                await broker.stop()
         # a pull subscription left open makes the connection's drain time out
         for sub in [*self._subs, self.queue]:
             with contextlib.suppress(Exception):
@@ -143,6 +162,35 @@ class SocEngine(Engine):
 
         since = utcnow() - timedelta(hours=self.config.memory_hours)
         await replay(js, subjects.evt(self.slug, "*"), on_event, start_time=since)
+
+    async def _store_input(self, subject: str, body: bytes, msg_id: str) -> None:
+        await publish_with_retry(
+            self.host.js,  # type: ignore[union-attr]
+            subject,
+            body,
+            msg_id=msg_id,
+            deadline=INTAKE_PUBLISH_DEADLINE,
+        )
+
+    async def _audit_input(self, payload: msgspec.Struct, summary: Summary) -> None:
+        await self.host.publish(payload, summary, actor=INTAKE_ACTOR)  # type: ignore[union-attr]
+
+    async def _announce_playbooks(self) -> None:
+        """What the gateway lists as the playbooks in force (GET /api/v1/soc/playbooks)."""
+        encoded = msgspec.json.encode(self.playbooks)
+        digest = hashlib.sha256(encoded).hexdigest()
+        await self.host.publish(  # type: ignore[union-attr]
+            soc.PlaybooksLoaded(
+                playbooks=self.playbooks, directory=str(self.config.playbooks_dir), digest=digest
+            ),
+            Summary(
+                action="playbooks_loaded",
+                detail=f"{len(self.playbooks)} SOAR playbooks in force: "
+                + ", ".join(p.name for p in self.playbooks)[:800],
+                result="success",
+            ),
+            event_id=f"playbooks-{self.host.boot_id}",  # type: ignore[union-attr]
+        )
 
     def _lookup(self, alert_id: str) -> tuple[soc.AlertSummary, str] | None:
         record = self.state.alerts.get(alert_id)

@@ -29,43 +29,16 @@ from __future__ import annotations
 import ipaddress
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 import yaml
 
 from contracts.soc import SEVERITIES, AlertSummary
+from contracts.soc.playbooks import Action, Playbook
 
 PLAYBOOK_DIR = Path(__file__).parent / "playbooks"
 RULE_ACTIONS = frozenset({"block_ip", "block_domain", "block_hash"})
-FIELDS = ("src_ip", "dst_ip", "domain", "host", "user", "process.sha256", "process.name")
-
-
-class Match(msgspec.Struct, forbid_unknown_fields=True):
-    any_technique: list[str] = []
-    external: Literal["src_ip", "dst_ip"] | None = None
-    min_severity: Literal["informational", "low", "medium", "high", "critical"] | None = None
-    title_contains: list[str] = []
-
-
-class Action(msgspec.Struct, forbid_unknown_fields=True):
-    type: Literal["block_ip", "block_domain", "block_hash", "isolate_host", "disable_account", "open_ticket"]
-    field: Literal["src_ip", "dst_ip", "domain", "host", "user", "process.sha256", "process.name"] | None = (
-        None
-    )
-    direction: Literal["inbound", "outbound"] = "inbound"
-    ttl_hours: float = 24.0
-    optional: bool = False
-    queue: str = "soc-l2"
-    priority: Literal["P1", "P2", "P3"] = "P2"
-
-
-class Playbook(msgspec.Struct, forbid_unknown_fields=True):
-    name: str
-    actions: list[Action]
-    description: str = ""
-    match: Match = msgspec.field(default_factory=Match)
-    file: str = ""
 
 
 class PlaybookError(ValueError):

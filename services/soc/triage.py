@@ -20,8 +20,8 @@ import msgspec
 
 from contracts.events import Summary
 from contracts.soc import Alert, AlertsTriaged, Decision, Scores, Totals, summarize
-from services.ml.features import extract_batch
-from services.ml.models import ModelBundle, score
+from services.shared.triage.bundle import ModelBundle, score
+from services.shared.triage.features import extract_batch
 from services.soc.policy import AUTO_RESOLVE, CONTAIN, ESCALATE, Thresholds, decide, sla_due
 
 DECISIONS_PER_EVENT = 500

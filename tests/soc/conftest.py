@@ -16,6 +16,7 @@ from contracts.events import Envelope
 from contracts.settings import Settings
 from services.runtime.testing import EventTap, running_engines
 from tests.conftest import SMALL_MODELS
+from tests.security.conftest import secure_nats, secure_settings  # noqa: F401  (fixtures for SOC tests)
 
 FAST_SOC = {"AOC_SOC_FETCH_WAIT": "0.1", "AOC_SOC_ACK_WAIT": "2"}
 FAST_LOOPS = {

@@ -13,9 +13,10 @@ from contracts import ml, soc
 from contracts.events import Summary, new_event
 from contracts.settings import Settings
 from services.ml.generator import generate
-from services.ml.registry import ModelRegistry, digest, object_name
+from services.ml.registry import ModelRegistry
 from services.runtime.bus import EventPublisher
 from services.runtime.testing import running_engines
+from services.shared.triage.registry import digest, object_name
 from tests.soc.conftest import decided, payload, wait_until
 
 probe_reply = msgspec.json.Decoder(ml.ProbeReply)

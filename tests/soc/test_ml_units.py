@@ -12,10 +12,11 @@ import pytest
 from contracts.soc import Alert, Process, new_feedback, summarize
 from services.ml import generator
 from services.ml.evaluation import FLOORS, evaluate, in_holdout, promotion_verdict
-from services.ml.features import FEATURE_NAMES, N_FEATURES, extract, extract_batch, is_external
-from services.ml.models import ModelSizes, TrainingCancelled, score, train
+from services.ml.models import ModelSizes, TrainingCancelled, train
 from services.ml.pipeline import Dataset, latest_per_alert, run_training
 from services.ml.probe import implausible, probe_scores
+from services.shared.triage.bundle import score
+from services.shared.triage.features import FEATURE_NAMES, N_FEATURES, extract, extract_batch, is_external
 
 SMALL = ModelSizes(classifier_trees=25, classifier_depth=10, anomaly_trees=25, scorer_trees=30)
 

@@ -12,17 +12,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import FunctionTransformer
 
 from contracts.settings import Settings
-from services.ml.models import MODEL_NAMES, ModelSizes, train
+from services.ml.models import ModelSizes, train
 from services.ml.pipeline import Dataset
-from services.ml.registry import (
-    TRUSTED_TYPES,
-    ModelRefused,
-    ModelRegistry,
-    deserialize,
-    digest,
-    object_name,
-    serialize,
-)
+from services.ml.registry import ModelRegistry, serialize
+from services.shared.triage.bundle import MODEL_NAMES
+from services.shared.triage.registry import TRUSTED_TYPES, ModelRefused, deserialize, digest, object_name
 
 SMALL = ModelSizes(classifier_trees=5, classifier_depth=5, anomaly_trees=5, scorer_trees=5)
 

@@ -21,6 +21,7 @@ from contracts.soc import (
     new_feedback,
     summarize,
 )
+from contracts.soc.playbooks import Match
 from services.soc import hunting, playbooks
 from services.soc.policy import AUTO_RESOLVE, CONTAIN, ESCALATE, Thresholds, decide, sla_due
 from services.soc.state import SocState, merge_totals
@@ -79,7 +80,7 @@ BOOKS = playbooks.load_playbooks()
 
 def test_every_shipped_playbook_loads_and_the_last_catches_all() -> None:
     assert len(BOOKS) >= 6
-    assert BOOKS[-1].match == playbooks.Match()
+    assert BOOKS[-1].match == Match()
     assert len({book.name for book in BOOKS}) == len(BOOKS)
 
 
