@@ -25,6 +25,7 @@ up: $(VENV)/.installed-run
 test: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 	scripts/ensure-chromium.sh
 	scripts/ensure-rsyslog.sh
 	@$(BIN)/python -m pytest; rc=$$?; \
@@ -34,6 +35,7 @@ test: $(VENV)/.installed-test
 lint:
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format:
 	$(BIN)/ruff check --fix .

@@ -25,6 +25,7 @@ from starlette.requests import HTTPConnection
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from contracts.identity import Role
 from contracts.settings import Settings
 from gateway.security.authn import Authenticator, InvalidToken
 from gateway.security.policy import (
@@ -37,7 +38,7 @@ from gateway.security.policy import (
     strictest,
 )
 from gateway.security.ratelimit import LimiterUnavailable, RateLimiter
-from gateway.security.roles import BEARER_CHALLENGE, Identity, Role
+from gateway.security.roles import BEARER_CHALLENGE, Identity
 from gateway.security.routetable import RouteTable
 
 log = structlog.get_logger()

@@ -12,11 +12,12 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import BaseModel, Field
 
 from contracts.events import ActivityRecorded, Summary, new_event
+from contracts.identity import Role, canonical_name
 from gateway.deps import CorrelationId, CurrentIdentity, Gateway
 from gateway.security.authn import Authenticator
 from gateway.security.policy import AUTH_API, STREAM
-from gateway.security.roles import Identity, Role, canonical_name
-from gateway.security.tokens import TokenError, TokenExists
+from gateway.security.roles import Identity
+from services.shared.tokens import TokenError, TokenExists
 
 router = APIRouter(prefix=AUTH_API, tags=["auth"])
 

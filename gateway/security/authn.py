@@ -18,10 +18,11 @@ import time
 
 import jwt
 
+from contracts.identity import Role, canonical_name
 from contracts.settings import Settings
 from gateway.security.jwtverify import InvalidToken, JwtVerifier
-from gateway.security.roles import Identity, Role, canonical_name
-from gateway.security.tokens import ADMIN, TOKEN_PREFIX, TokenStore, digest
+from gateway.security.roles import Identity
+from services.shared.tokens import ADMIN, TOKEN_PREFIX, TokenStore, digest
 
 TICKET_ISSUER = "aoc-gateway"
 TICKET_AUDIENCE = "aoc-stream"

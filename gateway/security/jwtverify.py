@@ -15,8 +15,9 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
+from contracts.identity import BOOTSTRAP_ADMIN, Role, canonical_name, valid_actor_name
 from contracts.settings import Settings
-from gateway.security.roles import BOOTSTRAP_ADMIN, Identity, Role, canonical_name, valid_actor_name
+from gateway.security.roles import Identity
 
 REQUIRED_CLAIMS = ["exp", "nbf", "iss", "aud", "sub"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from gateway.security.roles import Role
+from contracts.identity import Role
 
 PUBLIC: Final = None  # no credentials needed
 Access = Role | None

@@ -25,8 +25,8 @@ from typing import Any
 
 from contracts.settings import Settings
 from contracts.systems import ALL, SYSTEMS
-from gateway.security.tokens import read_admin_token
 from services.runtime.bus import nats_credentials
+from services.shared.tokens import read_admin_token
 
 API = "/api/v1/admin"
 HTTP_TIMEOUT_S = 30.0  # a bulk command waits for seven engines, each up to the control timeout

@@ -34,9 +34,9 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import ToolAnnotations
 from pydantic import BaseModel, Field
 
+from contracts.origin import MCP_CLIENT_HEADER
 from contracts.settings import Settings
 from contracts.systems import ALL, SYSTEMS
-from gateway.origin import MCP_CLIENT_HEADER
 
 ADMIN = "/api/v1/admin"
 HTTP_TIMEOUT_S = 30.0  # a bulk command waits for seven engines

@@ -34,9 +34,9 @@ from typing import Any
 import nats
 from nats.js.errors import APIError, ServiceUnavailableError
 
-from gateway.security.files import write_private
 from services.launcher.natsauth import LAUNCHER, Permissions, all_permissions
 from services.runtime.bus import inbox_prefix
+from services.shared.files import write_private
 
 ROUTE_USER = "route"
 

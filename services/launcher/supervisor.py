@@ -35,11 +35,11 @@ from nats.micro.service import ServiceVerb, control_subject
 
 from contracts.settings import Settings
 from contracts.systems import SYSTEMS
-from gateway.security.tokens import admin_token_notice
 from services.launcher.crashes import CrashReporter
 from services.launcher.natsauth import LAUNCHER
 from services.launcher.natsserver import NatsCluster, NatsServer, consecutive_ports
 from services.runtime.bus import connect_options
+from services.shared.tokens import admin_token_notice
 
 STOP_GRACE_S = 10.0  # SIGTERM, then this long before SIGKILL
 HEALTH_TIMEOUT_S = 60.0

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from nats.micro.service import EndpointStats, Service
 from contracts import subjects
 from contracts.commands import VERBS, Command, CommandError, CommandReply, decode_command, reply_decoder
 from contracts.events import encode, new_id
+from contracts.origin import MCP_ORIGIN
 from services.runtime import refusals
 
 ANONYMOUS_NATS = "nats:anonymous"
@@ -67,9 +67,8 @@ class ControlRequest:
 
 
 # values of the Aoc-Origin hint a relay may send (the gateway: "http", or "mcp:<client>"
-# for the MCP server's calls, gateway/origin.py); see command_origin
+# for the MCP server's calls, contracts/origin.py); see command_origin
 RELAYED_ORIGINS = frozenset({"http", "cli"})
-RELAYED_MCP_ORIGIN = re.compile(r"mcp:[a-z0-9._-]{1,48}")
 
 
 def command_origin(subject: str, headers: dict[str, str]) -> str:
@@ -85,7 +84,7 @@ def command_origin(subject: str, headers: dict[str, str]) -> str:
     if subject.count(".") != 3:
         return default
     hint = headers.get("Aoc-Origin", "")
-    return hint if hint in RELAYED_ORIGINS or RELAYED_MCP_ORIGIN.fullmatch(hint) else default
+    return hint if hint in RELAYED_ORIGINS or MCP_ORIGIN.fullmatch(hint) else default
 
 
 def parse_request(subject: str, body: bytes, headers: dict[str, str], reply_to: str | None) -> ControlRequest:

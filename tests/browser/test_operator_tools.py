@@ -10,11 +10,11 @@ from __future__ import annotations
 import pytest
 from playwright.async_api import expect
 
+from contracts.identity import Role
 from contracts.settings import Settings
-from gateway.security.roles import Role
-from gateway.security.tokens import TokenStore
 from services.launcher.natsserver import NatsServer
 from services.runtime.testing import running_engines, settled
+from services.shared.tokens import TokenStore
 from tests.browser.conftest import DESKTOP, _tab
 from tests.conftest import ADMIN_TOKEN, FAST, api_client, serve_gateway
 

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import pytest
 
+from contracts.identity import Role
 from contracts.settings import Settings
-from gateway.security.roles import Role
-from gateway.security.tokens import TokenStore
+from services.shared.tokens import TokenStore
 from tests.conftest import ADMIN_TOKEN
 
 

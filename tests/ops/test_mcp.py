@@ -224,7 +224,7 @@ async def test_kill_switch_asks_first(gateway, api_headers, tap):
     ],
 )
 def test_client_names_are_bounded_and_sanitised(raw, name):
-    from gateway.origin import mcp_client_name
+    from contracts.origin import mcp_client_name
 
     assert mcp_client_name(raw) == name
     assert len(mcp_client_name(raw)) <= 48

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from contracts.identity import Role
 from contracts.settings import Settings
-from gateway.security.roles import Role
-from gateway.security.tokens import TokenStore
 from services.launcher.natsserver import NatsServer
+from services.shared.tokens import TokenStore
 from tests.conftest import ADMIN_TOKEN
 
 

@@ -13,10 +13,10 @@ from fastapi import Request
 from fastapi.responses import PlainTextResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from contracts.identity import Role
 from contracts.settings import Settings
 from gateway.app import create_app
 from gateway.security.policy import PUBLIC, Access, required_access
-from gateway.security.roles import Role
 from gateway.security.routetable import RouteTable
 from tests.conftest import api_client, serve_gateway
 from tests.security.conftest import Caller

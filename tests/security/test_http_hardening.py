@@ -11,11 +11,11 @@ import pytest
 from pydantic import ValidationError
 from structlog.testing import capture_logs
 
+from contracts.identity import Role
 from contracts.settings import Settings
 from gateway.app import create_app
 from gateway.security.ratelimit import LimiterUnavailable, RateLimiter
-from gateway.security.roles import Role
-from gateway.security.tokens import TokenStore
+from services.shared.tokens import TokenStore
 from tests.conftest import ADMIN_TOKEN
 
 TICKET = "/api/v1/auth/stream-ticket"  # a mutating route whose handler needs no bus

@@ -17,10 +17,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import ValidationError
 
+from contracts.identity import Role
 from contracts.settings import Settings
 from gateway.app import create_app
 from gateway.security.authn import Authenticator, InvalidToken
-from gateway.security.roles import Role
 
 SECRET = "a-test-hs256-secret-long-enough-for-every-hmac-size-0123456789abcdef"
 ISSUER = "https://idp.example.com/"

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from contracts.identity import Role
 from contracts.settings import Settings
 from gateway.security.authn import Authenticator, InvalidToken
-from gateway.security.roles import Role
-from gateway.security.tokens import ADMIN_TOKEN_FILE, TokenStore, admin_token_notice, ensure_admin_token, main
 from services.runtime.bus import nats_credentials
+from services.shared.tokens import ADMIN_TOKEN_FILE, TokenStore, admin_token_notice, ensure_admin_token, main
 
 
 def test_aoc_up_makes_the_admin_token_once(tmp_path: Path):

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import httpx
 
+from contracts.identity import Role
 from contracts.settings import Settings
 from contracts.systems import SYSTEMS
-from gateway.security.roles import Role
-from gateway.security.tokens import TokenStore
 from services.launcher.natsserver import NatsServer, free_port
+from services.shared.tokens import TokenStore
 from tests.conftest import ADMIN_TOKEN, FAST, SMALL_MODELS
 
 

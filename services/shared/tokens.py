@@ -13,9 +13,9 @@ writes it to ``<data dir>/secrets/admin.token`` (0600) for the operator to pick 
 (delete the file once you stored the token elsewhere; only its digest is needed), and
 says how to use it. ``AOC_ADMIN_TOKEN`` overrides it.
 
-    python -m gateway.security.tokens list
-    python -m gateway.security.tokens create NAME viewer|operator|admin
-    python -m gateway.security.tokens revoke NAME
+    python -m services.shared.tokens list
+    python -m services.shared.tokens create NAME viewer|operator|admin
+    python -m services.shared.tokens revoke NAME
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from contracts.identity import Role, canonical_name, valid_actor_name
 from contracts.settings import Settings
-from gateway.security.files import write_private
-from gateway.security.roles import Role, canonical_name, valid_actor_name
+from services.shared.files import write_private
 
 TOKEN_PREFIX = "aoc_"  # recognisable by secret scanners and in a leaked log line
 ADMIN = "admin"
@@ -188,7 +188,7 @@ def admin_token_notice(settings: Settings, base_url: str) -> list[str]:
     if token is None:
         return [
             f"admin token: made on the first run; {token_file} was removed, so use the copy you kept "
-            "(or: python -m gateway.security.tokens revoke admin, then restart `aoc up`)"
+            "(or: python -m services.shared.tokens revoke admin, then restart `aoc up`)"
         ]
     first = "generated a new admin token" if created else "admin token"
     return [
@@ -207,11 +207,11 @@ def read_admin_token(settings: Settings) -> str | None:
         return None
 
 
-# --- python -m gateway.security.tokens ------------------------------------------------------
+# --- python -m services.shared.tokens ------------------------------------------------------
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gateway.security.tokens", description="AOC API tokens")
+    parser = argparse.ArgumentParser(prog="python -m services.shared.tokens", description="AOC API tokens")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="names, roles and creation of every token (never the tokens)")
     create = commands.add_parser("create", help="make a token and print it once")
