@@ -116,7 +116,6 @@ class AdvisoryEngine(Engine):
     # --- lifetime -------------------------------------------------------------------------
 
     async def setup(self) -> None:
-        assert self.host is not None
         self.store = AdvisoryStore(self.ctx)
         await self.store.open()
         self.advisories = await self.store.load_advisories()
@@ -232,7 +231,6 @@ class AdvisoryEngine(Engine):
     # --- what it says -----------------------------------------------------------------------
 
     async def _announce(self, changes: list[Change]) -> None:
-        assert self.host is not None
         publishes = []
         for change in changes:
             advisory = change.advisory
@@ -255,7 +253,6 @@ class AdvisoryEngine(Engine):
         await asyncio.gather(*publishes)
 
     async def _announce_feed_health(self, previous: dict[str, FeedState], states: list[FeedState]) -> None:
-        assert self.host is not None
         for state in states:
             before = previous.get(state.name)
             was_failing = before is not None and before.status == feedstate.FAILING

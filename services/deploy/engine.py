@@ -61,7 +61,6 @@ from services.deploy.releases import (
 )
 from services.runtime import CycleOutcome, Engine, Loop
 from services.runtime.loops import stop_task
-from services.runtime.stream import replay
 from services.shared.frontend_kit.files import scan_tree
 
 HISTORY = 50  # deploy records kept in memory (and shown in detail)
@@ -98,12 +97,11 @@ class DeployEngine(Engine):
     # --- process lifetime -------------------------------------------------------------------
 
     async def setup(self) -> None:
-        js = self.host.js
-        await replay(
-            js, subjects.evt(self.slug, ">"), lambda seq, data, _at: self._apply_own_event(seq, data)
+        await self.ctx.replay(
+            subjects.evt(self.slug, ">"), lambda seq, data, _at: self._apply_own_event(seq, data)
         )
         await asyncio.to_thread(self.store.clean_staging)
-        self._consumer = await js.pull_subscribe(
+        self._consumer = await self.ctx.pull(
             subjects.evt(FACTORY, RequirementDeployed.TYPE),
             durable=DEPLOY_CONSUMER,
             stream=subjects.EVENTS_STREAM,
@@ -156,7 +154,7 @@ class DeployEngine(Engine):
             except asyncio.CancelledError:
                 raise
             except Exception:
-                self.host.log.exception("deploy.watch_failed")
+                self.ctx.log.exception("deploy.watch_failed")
                 await asyncio.sleep(1.0)
                 continue
             if not messages:
@@ -165,13 +163,13 @@ class DeployEngine(Engine):
             # a page the factory deployed is an explicit request; a flag only reports drift
             explicit = any(reason.startswith(RequirementDeployed.TYPE) for reason in reasons)
             try:
-                await self.host.run_cycle(
+                await self.ctx.run_cycle(
                     loop, run=lambda r=reasons, e=explicit: self.deploy(triggered_by=r, explicit=e)
                 )
             except asyncio.CancelledError:
                 raise
             except Exception:  # the deploy ran, its event did not land: let the batch come back
-                self.host.log.exception("deploy.not_recorded")
+                self.ctx.log.exception("deploy.not_recorded")
                 continue
             # acked even when the deploy failed: the failure is in the history, and the
             # next event, reconcile or trigger retries with the tree as it is then
@@ -318,7 +316,7 @@ class DeployEngine(Engine):
         if shutil.which("node") is None:
             if not self._warned_no_node:
                 self._warned_no_node = True
-                self.host.log.warning("deploy.build_skipped", reason="node is not installed (build: auto)")
+                self.ctx.log.warning("deploy.build_skipped", reason="node is not installed (build: auto)")
             return False
         return True
 
@@ -357,7 +355,7 @@ class DeployEngine(Engine):
             detail = f"release {record.release_id}: {record.files} files, {len(record.changed_files)} changed"
         if not ok:
             detail = f"{record.action} of {record.release_id} failed: {record.error}"
-        await self.host.publish(
+        await self.ctx.publish(
             payload,
             Summary(
                 action=f"{record.action}_{'completed' if ok else 'failed'}",

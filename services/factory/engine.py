@@ -58,9 +58,8 @@ from contracts.factory import (
 from contracts.factory.ledger import CANCEL_FROM, DEPLOY_FROM, GENERATE_FROM, Ledger, Requirement
 from services.factory.frontend import FrontendTree, RefusedWrite
 from services.factory.render import Renderer, complexity
-from services.runtime import CycleOutcome, Engine, Loop, State
+from services.runtime import CycleOutcome, Engine, Loop
 from services.runtime.loops import stop_task
-from services.runtime.stream import replay
 from services.shared.frontend_kit.install import install, installed_version, kit_version
 
 NEXT_STEP = {
@@ -99,13 +98,12 @@ class FactoryEngine(Engine):
     # --- process lifetime -------------------------------------------------------------------
 
     async def setup(self) -> None:
-        js = self.host.js
-        await ensure_factory_streams(js, self.settings)
-        replayed = await replay(
-            js, subjects.evt(self.slug, ">"), lambda seq, data, _at: self.ledger.apply_raw(seq, data)
+        await self.ctx.declare(ensure_factory_streams)
+        replayed = await self.ctx.replay(
+            subjects.evt(self.slug, ">"), lambda seq, data, _at: self.ledger.apply_raw(seq, data)
         )
-        self.host.log.info("factory.rebuilt", events=replayed, requirements=len(self.ledger.requirements))
-        self._intake = await js.pull_subscribe(
+        self.ctx.log.info("factory.rebuilt", events=replayed, requirements=len(self.ledger.requirements))
+        self._intake = await self.ctx.pull(
             INPUT_SUBJECTS,
             durable=INTAKE_CONSUMER,
             stream=INPUT_STREAM,
@@ -114,9 +112,7 @@ class FactoryEngine(Engine):
         for verb in REQUEST_VERBS:
             # one queue group: scaled-out factories share a request, like control commands
             self._subs.append(
-                await self.host.nc.subscribe(
-                    request_subject(verb), queue=f"aoc-{self.slug}", cb=self._on_request
-                )
+                await self.ctx.serve(request_subject(verb), self._on_request, queue=f"aoc-{self.slug}")
             )
 
     async def teardown(self) -> None:
@@ -170,7 +166,7 @@ class FactoryEngine(Engine):
             except asyncio.CancelledError:
                 raise
             except Exception:
-                self.host.log.exception("factory.intake_failed")
+                self.ctx.log.exception("factory.intake_failed")
                 await asyncio.sleep(1.0)
                 continue
             for message in messages:
@@ -179,7 +175,7 @@ class FactoryEngine(Engine):
                 except asyncio.CancelledError:
                     raise
                 except Exception:
-                    self.host.log.exception("factory.submission_not_recorded")
+                    self.ctx.log.exception("factory.submission_not_recorded")
                     await message.nak(delay=2.0)  # publishing failed: try again later
 
     async def take(self, message: Msg) -> None:
@@ -319,7 +315,7 @@ class FactoryEngine(Engine):
         try:
             page = self.renderer.render(requirement.id, submission)
         except Exception as exc:  # a template bug must not wedge the queue
-            self.host.log.exception("factory.render_failed", requirement=requirement.id)
+            self.ctx.log.exception("factory.render_failed", requirement=requirement.id)
             return await self._record(
                 RequirementFailed(
                     requirement_id=requirement.id, stage="generate", error=f"{type(exc).__name__}: {exc}"
@@ -399,7 +395,7 @@ class FactoryEngine(Engine):
         if await asyncio.to_thread(installed_version, self.tree.root) == kit_version():
             return
         report = await asyncio.to_thread(install, self.tree.root)
-        self.host.log.info("factory.kit_installed", **report.as_dict())
+        self.ctx.log.info("factory.kit_installed", **report.as_dict())
         if report.changed:
             await self._record(
                 FrontendKitInstalled(
@@ -472,11 +468,11 @@ class FactoryEngine(Engine):
             request = request_decoder.decode(body)
         except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
             return FactoryReply(ok=False, error="invalid", message=f"invalid request: {exc}")
-        if self.host.lifecycle.state != State.RUNNING:
+        if not self.ctx.running:
             return FactoryReply(
                 ok=False,
                 error="not_running",
-                message=f"{self.info.label} is {self.host.lifecycle.state}; start it before you {verb}",
+                message=f"{self.info.label} is {self.ctx.state}; start it before you {verb}",
             )
         kwargs = {"actor": request.actor, "correlation_id": request.correlation_id or new_id()}
         try:
@@ -490,7 +486,7 @@ class FactoryEngine(Engine):
         except Refused as exc:
             result, ok, error, message = {}, False, exc.error, str(exc)
         except Exception as exc:
-            self.host.log.exception("factory.request_failed", verb=verb)
+            self.ctx.log.exception("factory.request_failed", verb=verb)
             return FactoryReply(
                 ok=False, error="internal", message=f"{verb} failed: {type(exc).__name__}: {exc}"
             )
@@ -517,10 +513,10 @@ class FactoryEngine(Engine):
         event_id: str | None = None,
     ) -> int:
         """Publish an event (acked by the stream) and apply it; returns its stream sequence."""
-        event = self.host.new_event(
+        event = self.ctx.new_event(
             payload, summary, actor=actor, correlation_id=correlation_id, event_id=event_id
         )
-        ack = await self.host.publisher.publish(event)
+        ack = await self.ctx.publish_event(event)
         self.ledger.apply(ack.seq, event)
         return ack.seq
 

@@ -22,7 +22,6 @@ from typing import Any
 import msgspec
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.errors import NotFoundError
 
 from contracts import subjects
 from contracts.events import CycleCompleted, Summary, envelope_decoder
@@ -49,7 +48,6 @@ from contracts.factory.ledger import Ledger
 from services.integrity.inventory import compare, scan_pages, submission_for
 from services.runtime import CycleOutcome, Engine, Loop
 from services.runtime.loops import stop_task
-from services.runtime.stream import replay
 from services.shared.frontend_kit.files import scan_tree
 
 # requirement ids the scan files are derived from the route: filing twice is harmless
@@ -77,12 +75,9 @@ class IntegrityEngine(Engine):
         return [Loop("scan", self.interval("scan", 1800), self.scan, primary=True)]
 
     async def setup(self) -> None:
-        await ensure_factory_streams(self.host.js, self.settings)
-        try:
-            raw = await self.host.js.get_last_msg(
-                subjects.EVENTS_STREAM, subjects.evt(self.slug, CycleCompleted.TYPE)
-            )
-        except NotFoundError:
+        await self.ctx.declare(ensure_factory_streams)
+        raw = await self.ctx.last(subjects.evt(self.slug, CycleCompleted.TYPE))
+        if raw is None:
             return
         output = envelope_decoder.decode(raw.data).payload().output
         self.total_scans = int(output.get("total_scans", 0))
@@ -102,7 +97,7 @@ class IntegrityEngine(Engine):
     async def _gateway_routes(self) -> list[Any] | None:
         """The gateway's routes; None when no gateway is up."""
         try:
-            reply = await self.host.nc.request(GATEWAY_ROUTES, b"", timeout=ROUTES_TIMEOUT)
+            reply = await self.ctx.request(GATEWAY_ROUTES, b"", timeout=ROUTES_TIMEOUT)
         except NoRespondersError:
             return None
         return routes_decoder.decode(reply.data).routes
@@ -123,13 +118,13 @@ class IntegrityEngine(Engine):
                     break
                 await asyncio.sleep(GATEWAY_POLL)
             if self._running:
-                await self.host.run_cycle(self.primary_loop())
+                await self.ctx.run_cycle(self.primary_loop())
 
         self._awaiting_gateway = asyncio.create_task(watch(), name="integrity-awaiting-gateway")
 
     async def _gateway_absent(self) -> bool:
         try:
-            await self.host.nc.request(GATEWAY_ROUTES, b"", timeout=ROUTES_TIMEOUT)
+            await self.ctx.request(GATEWAY_ROUTES, b"", timeout=ROUTES_TIMEOUT)
         except NoRespondersError:
             return True
         except (NatsTimeoutError, TimeoutError):
@@ -156,9 +151,7 @@ class IntegrityEngine(Engine):
                 detail="no gateway answers; nothing to compare the frontend with",
                 quiet=True,
             )
-        js = self.host.js
-        await replay(
-            js,
+        await self.ctx.replay(
             subjects.evt(FACTORY, ">"),
             lambda seq, data, _at: self.ledger.apply_raw(seq, data),
             start_seq=self.ledger.applied_seq + 1,
@@ -186,7 +179,7 @@ class IntegrityEngine(Engine):
         tree_changed = bool(tree) and digest != released
         self.pending_deploy = bool(waiting) or tree_changed
         if self.pending_deploy:
-            await self.host.publish(
+            await self.ctx.publish(
                 DeployFlagged(
                     tree_changed=tree_changed,
                     tree_sha256=digest,
@@ -238,20 +231,19 @@ class IntegrityEngine(Engine):
     async def _file(self, submission: dict[str, Any]) -> bool:
         validation = validate_submission(submission)
         if validation.submission is None:
-            self.host.log.warning(
+            self.ctx.log.warning(
                 "integrity.unfileable", route=submission["route"], errors=len(validation.errors)
             )
             return False
         requirement_id = uuid.uuid5(FILING_NAMESPACE, submission["route"]).hex
         headers = {
-            "Nats-Msg-Id": requirement_id,
             REQUIREMENT_ID_HEADER: requirement_id,
             ACTOR_HEADER: self.slug,
             ORIGIN_HEADER: self.slug,
             CORRELATION_HEADER: requirement_id,
         }
-        await self.host.js.publish(
-            SUBMIT_SUBJECT, encode(validation.submission), headers=headers, timeout=2.0
+        await self.ctx.enqueue(
+            SUBMIT_SUBJECT, encode(validation.submission), msg_id=requirement_id, headers=headers
         )
         return True
 
@@ -259,9 +251,8 @@ class IntegrityEngine(Engine):
         """(tree digest, release id) of the deploy engine's latest release or rollback."""
         latest: tuple[int, Any] | None = None
         for kind in (ReleaseDeployed, ReleaseRolledBack):
-            try:
-                raw = await self.host.js.get_last_msg(subjects.EVENTS_STREAM, subjects.evt(DEPLOY, kind.TYPE))
-            except NotFoundError:
+            raw = await self.ctx.last(subjects.evt(DEPLOY, kind.TYPE))
+            if raw is None:
                 continue
             if latest is None or raw.seq > latest[0]:
                 event = envelope_decoder.decode(raw.data)

@@ -45,7 +45,6 @@ from services.ml.pipeline import Dataset, TrainingResult, run_training
 from services.ml.probe import implausible, probe_scores
 from services.ml.registry import ModelRegistry
 from services.runtime import CycleOutcome, Engine, Loop, StopRequested
-from services.runtime.stream import replay
 from services.shared.triage.bundle import ModelBundle
 from services.shared.triage.registry import ModelRefused
 
@@ -89,20 +88,16 @@ class MlEngine(Engine):
     # --- start: rebuild, then make sure a model exists -----------------------------------
 
     async def setup(self) -> None:
-        host = self.host
-        assert host is not None and host.nc is not None
-        self.registry = await ModelRegistry(host.js, self.settings).open()
-        await soc.ensure_soc_streams(host.js, self.settings)
-        self.feedback = await host.js.pull_subscribe(
+        self.registry = await self.ctx.declare(ModelRegistry.declared)
+        await self.ctx.declare(soc.ensure_soc_streams)
+        self.feedback = await self.ctx.pull(
             soc.FEEDBACK_QUEUE,
             durable=soc.ML_FEEDBACK_CONSUMER,
             stream=soc.FEEDBACK_STREAM,
             config=ConsumerConfig(ack_wait=60, max_ack_pending=20_000),
         )
         await self._rebuild()
-        self._probe_sub = await host.nc.subscribe(
-            ml.PROBE_SUBJECT, queue="aoc-ml-probe", cb=self._answer_probe
-        )
+        self._probe_sub = await self.ctx.serve(ml.PROBE_SUBJECT, self._answer_probe, queue="aoc-ml-probe")
         pointer = await self.registry.active_pointer()
         if pointer is not None:
             try:
@@ -136,7 +131,7 @@ class MlEngine(Engine):
                 evaluated = msgspec.convert(envelope["data"], ml.ModelEvaluated)
                 self.performance_log.append(log_entry(evaluated))
 
-        await replay(self.host.js, subjects.evt(self.slug, ml.ModelEvaluated.TYPE), on_evaluation)
+        await self.ctx.replay(subjects.evt(self.slug, ml.ModelEvaluated.TYPE), on_evaluation)
         # verdicts the consumer acked (buffered) but no run has trained on yet
         info = await self.feedback.consumer_info()
         acked_through = info.ack_floor.stream_seq if info.ack_floor else 0
@@ -145,8 +140,7 @@ class MlEngine(Engine):
             with contextlib.suppress(msgspec.ValidationError, msgspec.DecodeError):
                 self.buffer[seq] = soc.feedback_decoder.decode(data)
 
-        await replay(
-            self.host.js,
+        await self.ctx.replay(
             soc.FEEDBACK_QUEUE,
             on_verdict,
             start_seq=self.trainer.trained_through_seq + 1,
@@ -174,7 +168,7 @@ class MlEngine(Engine):
         try:
             # an idle pull: a stop abandons it rather than waiting for it to time out
             pull = self.feedback.fetch(self.config.fetch_batch, timeout=self.config.fetch_wait)
-            messages = await self.host.until_stopping(pull)
+            messages = await self.ctx.until_stopping(pull)
         except (NatsTimeoutError, TimeoutError, StopRequested):
             return CycleOutcome(quiet=True, detail="no new verdicts")
         verdicts: Counter[str] = Counter()
@@ -282,11 +276,11 @@ class MlEngine(Engine):
                 f"ROC AUC {result.candidate['roc_auc']:.3f} — "
                 + (f"promoted over {previous or 'nothing'}" if result.verdict.promote else f"{previous} kept")
             )
-            await self.host.publish(  # type: ignore[union-attr]
+            await self.ctx.publish(
                 evaluated, Summary(action="model_evaluated", detail=summary_detail, result=outcome)
             )
             if result.verdict.promote:
-                await self.host.publish(  # type: ignore[union-attr]
+                await self.ctx.publish(
                     ml.ModelPublished(pointer=pointer, previous=previous, reason=reason),
                     Summary(
                         action="model_published", detail=f"Model {version} is now active", result="success"
@@ -325,7 +319,7 @@ class MlEngine(Engine):
                 verdicts.append(soc.feedback_decoder.decode(data))
 
         if through > 0:
-            await replay(self.host.js, soc.FEEDBACK_QUEUE, on_verdict, until_seq=through)  # type: ignore[union-attr]
+            await self.ctx.replay(soc.FEEDBACK_QUEUE, on_verdict, until_seq=through)
         return verdicts
 
     # --- the probe ------------------------------------------------------------------------
@@ -370,7 +364,7 @@ class MlEngine(Engine):
         return bundle
 
     async def _report_refused(self, exc: ModelRefused, kept: str | None) -> None:
-        await self.host.publish(  # type: ignore[union-attr]
+        await self.ctx.publish(
             ml.ModelRefused(version=exc.version, model=exc.model, reason=exc.reason, kept_version=kept),
             Summary(action="model_refused", detail=str(exc), result="failed"),
         )

@@ -292,8 +292,9 @@ async def publish_with_retry(
     msg_id: str | None,
     deadline: float = 30.0,
     after_seq: int | None = None,
+    extra_headers: dict[str, str] | None = None,
 ) -> PubAck:
-    headers = {"Nats-Msg-Id": msg_id} if msg_id else {}
+    headers = {**(extra_headers or {}), **({"Nats-Msg-Id": msg_id} if msg_id else {})}
     if after_seq is not None:
         # a retry after a lost ack is recognised by its Nats-Msg-Id before this is checked
         headers["Nats-Expected-Last-Subject-Sequence"] = str(after_seq)

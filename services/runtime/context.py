@@ -62,6 +62,11 @@ class EngineContext:
         return self._host.instance
 
     @property
+    def boot_id(self) -> str:
+        """One per process: with it, an event id is unique per start of the engine."""
+        return self._host.boot_id
+
+    @property
     def running(self) -> bool:
         """The engine is running here (this instance is active and started)."""
         return self._host.lifecycle.state == "running" and self._host.role == "active"
@@ -115,10 +120,19 @@ class EngineContext:
         return self._host.publisher.batch()
 
     async def enqueue(
-        self, subject: str, payload: bytes, *, msg_id: str | None, deadline: float = 5.0
+        self,
+        subject: str,
+        payload: bytes,
+        *,
+        msg_id: str | None,
+        headers: dict[str, str] | None = None,
+        deadline: float = 5.0,
     ) -> PubAck:
-        """Put a message on a work queue or input stream (not an event of this engine)."""
-        return await publish_with_retry(self._js, subject, payload, msg_id=msg_id, deadline=deadline)
+        """Put a message on a work queue or input stream (not an event of this engine):
+        acked, retried, deduplicated by ``msg_id``."""
+        return await publish_with_retry(
+            self._js, subject, payload, msg_id=msg_id, deadline=deadline, extra_headers=headers
+        )
 
     # --- reading the streams --------------------------------------------------------------
 

@@ -1,7 +1,9 @@
 """What an engine is, apart from I/O: its loops, its cycle outcomes, its status extras.
 
 An engine subclass reads like the story of that engine only. ``EngineHost``
-(host.py) runs it on the bus: lifecycle, control, heartbeats, events, counters.
+(host.py) runs it on the bus: lifecycle, control, heartbeats, events, counters; the
+engine itself reaches the bus only through ``self.ctx`` (context.py), never through a
+raw connection.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from contracts.systems import SYSTEMS, SystemInfo
 
 if TYPE_CHECKING:
     from services.runtime.context import EngineContext
-    from services.runtime.host import EngineHost
 
 
 class StopRequested(Exception):
@@ -54,8 +55,7 @@ class Engine:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.host: EngineHost | None = None
-        # what the engine may do on the bus (services/runtime/context.py), set by the host
+        # what the engine may do on the bus (services/runtime/context.py), set by its host
         self.ctx: EngineContext = None  # type: ignore[assignment]
 
     @property

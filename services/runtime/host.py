@@ -98,7 +98,6 @@ class EngineHost:
         self._forwarded: Any = None
         self.log = log.bind(system=self.slug, instance=self.instance)
         self.ctx = EngineContext(self)
-        engine.host = self
         engine.ctx = self.ctx
 
     @property

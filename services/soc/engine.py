@@ -39,8 +39,7 @@ from contracts import ml, soc, subjects
 from contracts.advisory import ADVISORIES_BUCKET, Advisory
 from contracts.events import Summary, envelope_decoder, utcnow
 from services.runtime import CycleOutcome, Engine, Loop, StopRequested
-from services.runtime.bus import barrier, publish_with_retry
-from services.runtime.stream import replay
+from services.runtime.bus import barrier
 from services.shared.triage.bundle import ModelBundle
 from services.shared.triage.registry import ModelRefused, RegistryReader
 from services.soc import hunting, playbooks
@@ -88,13 +87,10 @@ class SocEngine(Engine):
     # --- start ---------------------------------------------------------------------------
 
     async def setup(self) -> None:
-        host = self.host
-        assert host is not None and host.nc is not None
-        js = host.js
-        await soc.ensure_soc_streams(js, self.settings)
-        self.registry = await RegistryReader(js, self.settings).open()
+        await self.ctx.declare(soc.ensure_soc_streams)
+        self.registry = await self.ctx.declare(RegistryReader.declared)
         await self._rebuild()
-        self.queue = await js.pull_subscribe(
+        self.queue = await self.ctx.pull(
             soc.ALERT_QUEUE,
             durable=soc.TRIAGE_CONSUMER,
             stream=soc.ALERTS_STREAM,
@@ -109,18 +105,16 @@ class SocEngine(Engine):
         await barrier(self.broker.connection)  # subscribed at the server before open() returns
         since = utcnow() - timedelta(hours=self.config.memory_hours)
         self._subs.append(
-            await js.subscribe(
+            await self.ctx.subscribe_stream(
                 soc.FEEDBACK_QUEUE,
-                ordered_consumer=True,
-                cb=self._on_feedback,
+                self._on_feedback,
                 config=ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=since),
             )
         )
         self._subs.append(
-            await js.subscribe(
+            await self.ctx.subscribe_stream(
                 subjects.evt(ml.ML_SYSTEM, ml.MODEL_PUBLISHED),
-                ordered_consumer=True,
-                cb=self._on_model_published,
+                self._on_model_published,
                 config=ConsumerConfig(deliver_policy=DeliverPolicy.NEW),
             )
         )
@@ -147,10 +141,9 @@ class SocEngine(Engine):
         """Replay this engine's own decisions (and hunts, escalations, playbooks) of the
         last ``memory_hours``; the counters come from the newest event of each kind, so
         they survive even when nothing happened inside the window."""
-        js = self.host.js  # type: ignore[union-attr]
         for kind in (soc.AlertsTriaged, soc.EscalatedToHuman, soc.PlaybookExecuted):
-            with contextlib.suppress(NotFoundError):
-                raw = await js.get_last_msg(subjects.EVENTS_STREAM, subjects.evt(self.slug, kind.TYPE))
+            raw = await self.ctx.last(subjects.evt(self.slug, kind.TYPE))
+            if raw is not None:
                 # the counters only: an event older than the window must not reopen its alerts
                 self.state.totals = merge_totals(self.state.totals, _payload(raw.data, kind).totals)
 
@@ -161,25 +154,19 @@ class SocEngine(Engine):
                 self.state.apply(msgspec.json.decode(envelope.data, type=kind))
 
         since = utcnow() - timedelta(hours=self.config.memory_hours)
-        await replay(js, subjects.evt(self.slug, "*"), on_event, start_time=since)
+        await self.ctx.replay(subjects.evt(self.slug, "*"), on_event, start_time=since)
 
     async def _store_input(self, subject: str, body: bytes, msg_id: str) -> None:
-        await publish_with_retry(
-            self.host.js,  # type: ignore[union-attr]
-            subject,
-            body,
-            msg_id=msg_id,
-            deadline=INTAKE_PUBLISH_DEADLINE,
-        )
+        await self.ctx.enqueue(subject, body, msg_id=msg_id, deadline=INTAKE_PUBLISH_DEADLINE)
 
     async def _audit_input(self, payload: msgspec.Struct, summary: Summary) -> None:
-        await self.host.publish(payload, summary, actor=INTAKE_ACTOR)  # type: ignore[union-attr]
+        await self.ctx.publish(payload, summary, actor=INTAKE_ACTOR)
 
     async def _announce_playbooks(self) -> None:
         """What the gateway lists as the playbooks in force (GET /api/v1/soc/playbooks)."""
         encoded = msgspec.json.encode(self.playbooks)
         digest = hashlib.sha256(encoded).hexdigest()
-        await self.host.publish(  # type: ignore[union-attr]
+        await self.ctx.publish(
             soc.PlaybooksLoaded(
                 playbooks=self.playbooks, directory=str(self.config.playbooks_dir), digest=digest
             ),
@@ -189,7 +176,7 @@ class SocEngine(Engine):
                 + ", ".join(p.name for p in self.playbooks)[:800],
                 result="success",
             ),
-            event_id=f"playbooks-{self.host.boot_id}",  # type: ignore[union-attr]
+            event_id=f"playbooks-{self.ctx.boot_id}",
         )
 
     def _lookup(self, alert_id: str) -> tuple[soc.AlertSummary, str] | None:
@@ -233,7 +220,7 @@ class SocEngine(Engine):
                 if exc.permanent:
                     self._refused.add(key)
                 log.warning("soc.model_refused", version=pointer.version, reason=exc.reason)
-                await self.host.publish(  # type: ignore[union-attr]
+                await self.ctx.publish(
                     soc.ModelsReloaded(version=pointer.version, previous=previous, ok=False, error=str(exc)),
                     Summary(
                         action="model_refused",
@@ -243,7 +230,7 @@ class SocEngine(Engine):
                 )
                 return
             self.bundle, self.pointer = bundle, pointer
-            await self.host.publish(  # type: ignore[union-attr]
+            await self.ctx.publish(
                 soc.ModelsReloaded(version=pointer.version, previous=previous, ok=True),
                 Summary(
                     action="models_reloaded",
@@ -264,7 +251,7 @@ class SocEngine(Engine):
             try:
                 # every round is acked before the next pull: nothing is in hand here, so a
                 # stop may abandon the pull instead of waiting for it to time out
-                messages = await self.host.until_stopping(
+                messages = await self.ctx.until_stopping(
                     self.queue.fetch(self.config.fetch_batch, timeout=wait)
                 )
             except (NatsTimeoutError, TimeoutError, StopRequested):
@@ -340,9 +327,7 @@ class SocEngine(Engine):
 
     async def _publish(self, payload: msgspec.Struct, summary: Summary, event_id: str | None = None) -> None:
         """Store the event, then fold it into the state (the same fold the rebuild uses)."""
-        host = self.host
-        assert host is not None
-        await host.publish(payload, summary, actor="system", event_id=event_id)
+        await self.ctx.publish(payload, summary, actor="system", event_id=event_id)
         self.state.apply(payload)
 
     async def _audit_rejected(self, msg: Msg, exc: soc.AlertDecodeError) -> None:
@@ -481,9 +466,8 @@ class SocEngine(Engine):
         return CycleOutcome(quiet=True, detail=detail, output={"findings": len(findings)})
 
     async def _advisories(self) -> list[Advisory]:
-        js = self.host.js  # type: ignore[union-attr]
         try:
-            kv = await js.key_value(ADVISORIES_BUCKET)
+            kv = await self.ctx.existing_bucket(ADVISORIES_BUCKET)
             keys = await kv.keys()
         except (BucketNotFoundError, NotFoundError, NoKeysError):
             return []

@@ -102,6 +102,11 @@ class RegistryReader:
         self.kv = await ml.ensure_registry(self.js, self.settings)
         return self
 
+    @classmethod
+    async def declared(cls, js: JetStreamContext, settings: Settings) -> Self:
+        """Opened as a contract's ``ensure_*`` is: for ``EngineContext.declare``."""
+        return await cls(js, settings).open()
+
     async def active_pointer(self) -> ml.ModelPointer | None:
         assert self.kv is not None
         try:
