@@ -77,8 +77,14 @@ class EngineContext:
 
     # --- events ---------------------------------------------------------------------------
 
-    def _check_active(self) -> None:
-        if self._host.role not in ("active", "activating"):
+    @property
+    def active(self) -> bool:
+        """This instance holds the engine's lease (or is coming up with it)."""
+        return self._host.role in ("active", "activating")
+
+    def _check_active(self, shared: bool) -> None:
+        # ``shared``: an event of work every instance does (an ``everywhere`` loop's)
+        if not shared and not self.active:
             raise Fenced(f"{self.instance} is {self._host.role}: it writes nothing as {self.slug}")
 
     def new_event(
@@ -102,21 +108,23 @@ class EngineContext:
         actor: str | None = None,
         correlation_id: str = "",
         event_id: str | None = None,
+        shared: bool = False,
     ) -> Envelope:
-        """Publish one event of this engine (stream ack, retries, dedup by its id)."""
-        self._check_active()
+        """Publish one event of this engine (stream ack, retries, dedup by its id). Only
+        the active instance may, except for ``shared`` work (an ``everywhere`` loop's)."""
+        self._check_active(shared)
         return await self._host.publish(
             payload, summary, actor=actor, correlation_id=correlation_id, event_id=event_id
         )
 
-    async def publish_event(self, event: Envelope) -> PubAck:
+    async def publish_event(self, event: Envelope, *, shared: bool = False) -> PubAck:
         """Publish an envelope built with ``new_event`` (its ack tells its sequence)."""
-        self._check_active()
+        self._check_active(shared)
         return await self._host.publisher.publish(event)
 
-    def batch(self) -> WriteBatch:
+    def batch(self, *, shared: bool = False) -> WriteBatch:
         """Events sent back to back and confirmed together (one round trip for a burst)."""
-        self._check_active()
+        self._check_active(shared)
         return self._host.publisher.batch()
 
     async def enqueue(

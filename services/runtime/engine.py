@@ -46,6 +46,10 @@ class Loop:
     interval: float  # seconds between the end of one cycle and the start of the next
     cycle: Callable[[], Awaitable[CycleOutcome]]
     primary: bool = False  # the loop `trigger` runs by default
+    # runs on every instance, standbys too, while the engine's desired state is running
+    # (work that scales out, e.g. triage from a shared work queue); the others run on the
+    # active instance only. Its engine prepares it in ``setup_shared``.
+    everywhere: bool = False
 
 
 class Engine:
@@ -82,8 +86,13 @@ class Engine:
         """The error count the dashboard shows; SOC overrides it with escalations."""
         return cycle_errors
 
+    async def setup_shared(self) -> None:
+        """Once per process, on every instance (standbys too), before the lease is sought:
+        what the ``everywhere`` loops and the inputs every instance serves need."""
+
     async def setup(self) -> None:
-        """Once per process, before the first start: rebuild domain state, open inputs."""
+        """Once per process, when the instance first becomes the active one: rebuild the
+        engine's domain state, open what only the active instance uses."""
 
     async def teardown(self) -> None:
         """Once per process, at exit."""

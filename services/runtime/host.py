@@ -160,6 +160,11 @@ class EngineHost:
         )
         self.heartbeats.start()
 
+        await self.engine.setup_shared()
+        await self._desired.load()
+        # every instance follows the durable desired state: a standby runs its shared
+        # (``everywhere``) loops by it, the active one obeys a change it did not write
+        await self._follow_desired_state()
         acquired = await self.lease.try_acquire()
         if acquired is not None:
             self.keeper.held_since_renewal()
@@ -167,6 +172,7 @@ class EngineHost:
         else:
             holder, _ = await self.lease.holder()
             self.log.info("engine.standby", active=holder.instance if holder else None)
+            self._run_shared_loops()
             await self.heartbeats.send()
         self.keeper.start()
         await barrier(self.nc)  # every endpoint and intake is known to the server once open returns
@@ -234,7 +240,6 @@ class EngineHost:
                 async with self._transition:
                     desired = await self._desired.load()
         self.role = ACTIVE  # only now: a status answered while it comes up says "activating"
-        await self._follow_desired_state()
         self._active.set()
         self.log.info("engine.active", epoch=self.lease.epoch, desired=desired)
 
@@ -262,9 +267,6 @@ class EngineHost:
             with contextlib.suppress(Exception):
                 await self.engine.on_stop()
             self.lifecycle.move(State.STOPPED)
-        if self._follower is not None:
-            await self._follower.stop()
-            self._follower = None
 
     async def _suspend(self, reason: str) -> None:
         """The lease could not be renewed (no server): fence, and wait to resume."""
@@ -289,7 +291,6 @@ class EngineHost:
             desired = await self._desired.load()
         self.role = ACTIVE
         await self._go(desired, reason="resumed: the lease is held again", actor=self.slug, persist=False)
-        await self._follow_desired_state()
         self._active.set()
         self.log.info("engine.resumed", epoch=self.lease.epoch, desired=desired)
 
@@ -821,20 +822,43 @@ class EngineHost:
                     continue
             else:
                 raise Superseded("the desired state kept changing while a standby recorded a command")
+            if target == State.RUNNING:  # its own shared loops follow what it recorded
+                self._run_shared_loops()
+            else:
+                await self.loops.stop()
         return self.replies.make(
             request.verb, message, command_id=request.command_id, changed=True, status="recorded"
         )
 
+    def _run_shared_loops(self) -> None:
+        """A standby runs its engine's ``everywhere`` loops while the desired state is running."""
+        if self.desired == State.RUNNING:
+            self.loops.start(everywhere_only=True)
+
     async def _on_lifecycle_event(self, seq: int, data: bytes, _at: Any) -> None:
-        """The active instance follows the durable desired state: a lifecycle event it did
-        not write (a standby recorded a command while this one did not answer) is obeyed."""
+        """Every instance follows the durable desired state. A standby runs its shared loops
+        by it; the active instance obeys a lifecycle event it did not write (a standby
+        recorded a command while this one did not answer)."""
         event = envelope_decoder.decode(data)
+        if self.role == STANDBY:
+            if seq > self._desired.last_seq:
+                self._desired.last_seq, self._desired.value = seq, State(event.payload().desired)
+                if self.desired == State.RUNNING:
+                    self.loops.start(everywhere_only=True)
+                else:
+                    self._spawn(self.loops.stop())
+            return
+        if self.role != ACTIVE:
+            return  # coming up or fenced: it reads the desired state again when it goes on
         if (
             event.instance == self.instance and event.epoch == self.lease.epoch
         ) or seq <= self._desired.last_seq:
             return
         self.log.warning("engine.desired_changed_elsewhere", by=event.instance, seq=seq)
-        task = asyncio.create_task(self._obey(event))
+        self._spawn(self._obey(event))
+
+    def _spawn(self, work: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 

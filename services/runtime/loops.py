@@ -51,9 +51,12 @@ class LoopRunner:
             return self._locks[name].locked()
         return any(lock.locked() for lock in self._locks.values())
 
-    def start(self) -> None:
+    def start(self, *, everywhere_only: bool = False) -> None:
+        """Start the loops not running yet (a standby starts only its ``everywhere`` ones)."""
         self.stopping.clear()
         for loop in self.loops:
+            if loop.name in self._tasks or (everywhere_only and not loop.everywhere):
+                continue
             self._tasks[loop.name] = asyncio.create_task(self._run(loop), name=f"{self.slug}-{loop.name}")
 
     def begin_stop(self) -> None:

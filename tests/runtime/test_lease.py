@@ -171,3 +171,40 @@ async def test_an_instance_cut_off_from_the_bus_fences_then_resumes(settings, na
         assert reply.ok and reply.changed
     finally:
         await host.close()
+
+
+async def test_everywhere_loops_run_on_standbys_by_the_desired_state(settings, nc):
+    """A loop marked ``everywhere`` (shared work, like triage from one work queue) runs on
+    every instance while the engine should run; a stop stops it on all of them."""
+    from services.runtime import CycleOutcome, Loop
+
+    ran: dict[str, int] = {}
+
+    class Shared(engine_class("deploy")):
+        def loops(self) -> list[Loop]:
+            return [*super().loops(), Loop("shared", 0.05, self.shared, everywhere=True)]
+
+        async def shared(self) -> CycleOutcome:
+            ran[self.ctx.instance] = ran.get(self.ctx.instance, 0) + 1
+            return CycleOutcome(quiet=True)
+
+    hosts = [
+        EngineHost(Shared(instance_settings(settings, name)), instance_settings(settings, name))
+        for name in ("deploy-1", "deploy-2")
+    ]
+    for host in hosts:
+        await host.open()
+    try:
+        first, second = hosts
+        assert (first.role, second.role) == ("active", "standby")
+        await until(lambda: ran.get("deploy-1", 0) > 2 and ran.get("deploy-2", 0) > 2)
+        assert not second.loops.active("watch")  # the active-only loop stays with the active one
+        assert (await ask(nc, "aoc.ctl.deploy.stop")).changed
+        await until(lambda: not first.loops.active("shared") and not second.loops.active("shared"))
+        counted = dict(ran)
+        await asyncio.sleep(0.3)
+        assert ran == counted  # nobody runs it while stopped
+        assert (await ask(nc, "aoc.ctl.deploy.start")).changed
+        await until(lambda: second.loops.active("shared") and ran["deploy-2"] > counted["deploy-2"])
+    finally:
+        await asyncio.gather(*(host.close() for host in hosts), return_exceptions=True)
