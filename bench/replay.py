@@ -38,6 +38,7 @@ from _common import (
     machine_facts,
     nats_server,
     print_table,
+    replay_into,
     rss_mb,
     verdict,
     wait_for_health,
@@ -48,7 +49,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from contracts import subjects
 from contracts.settings import Settings
 from contracts.streams import ensure_all
-from gateway.projections import Projection, ProjectionFeed
+from gateway.readmodels.registry import ReadModels
 from services.launcher.natsserver import free_port
 
 RATIO_TARGET = 0.6
@@ -88,17 +89,12 @@ async def raw_replay(url: str) -> tuple[float, int]:
 
 
 async def gateway_replay(url: str, settings: Settings) -> tuple[float, int]:
-    """Seconds for the gateway's own replay path (in this process), and events applied."""
+    """Seconds for the gateway's own replay path (in this process): every view the event
+    feed hands events to, and the last sequence applied."""
     nc = await nats.connect(url)
-    projection = Projection(window=settings.activity_window)
-    started = time.perf_counter()
-    feed = ProjectionFeed(nc, projection)
-    await feed.start()
-    await feed.replayed.wait()
-    elapsed = time.perf_counter() - started
-    await feed.stop()
+    views = ReadModels(nc, settings).fed_views()
     await nc.close()
-    return elapsed, projection.applied_seq
+    return await replay_into(url, views)
 
 
 async def gateway_process_rss(url: str, children: Children, workdir, timeout: float) -> tuple[float, ...]:

@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 
 from contracts.settings import Settings, get_settings
 from gateway.control import EngineTimeout, UnknownSystem
+from gateway.inventory import RoutesResponder
 from gateway.routes import route_modules
 from gateway.routes.prometheus import BusCollector, HttpMetrics
 from gateway.security import api as auth_api
@@ -37,18 +38,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         gateway = GatewayState(settings)
-        await gateway.open()
+        await gateway.open()  # the read models are loaded and following when it returns
         app.state.gateway = gateway
-        for module in modules:
-            if hasattr(module, "on_startup"):
-                await module.on_startup(gateway)
+        routes = RoutesResponder(gateway.nc, list(app.routes))  # the integrity scan asks for them
+        await routes.start()
         await barrier(gateway.nc)  # its subscriptions are in before it serves a request
         try:
             yield
         finally:
-            for module in reversed(modules):
-                if hasattr(module, "on_shutdown"):
-                    await module.on_shutdown(gateway)
+            await routes.stop()
             await gateway.close()
 
     docs = settings.docs

@@ -1,9 +1,8 @@
-"""Everything the gateway holds while it runs: the NATS connection, the projection and
-its feed, the control client. Created in the app's lifespan, never at import."""
+"""Everything the gateway holds while it runs: the NATS connection, the read models
+(gateway/readmodels), the control client. Created in the app's lifespan, never at import."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from typing import Any
@@ -16,32 +15,29 @@ from nats.aio.msg import Msg
 from contracts import subjects
 from contracts.commands import CommandError, CommandReply, decode_command
 from contracts.events import encode
+from contracts.factory import ensure_factory_streams
 from contracts.settings import Settings
 from contracts.streams import ensure_all
 from contracts.systems import ALL, SYSTEMS
+from gateway.ask.area import AskArea
 from gateway.control import ControlClient, UnknownSystem
-from gateway.projections import Projection, ProjectionFeed
-from gateway.readmodels.base import ReadModel
-from gateway.readmodels.jobs import jobs_read_model
+from gateway.readmodels.history import History
+from gateway.readmodels.registry import ReadModels
 from services.runtime.bus import EventPublisher, barrier, connect
 
 log = structlog.get_logger()
-
-REPLAY_WAIT = 120.0  # how long start-up waits for the replay before serving a partial view
 
 
 class GatewayState:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.projection = Projection(window=settings.activity_window)
         self.live_connections = 0
         self.started = time.time()
         self._stream_info: tuple[float, dict[str, Any]] = (0.0, {})
         self._subs: list[Any] = []
-        # per-area state that route modules attach in their on_startup hook
-        self.areas: dict[str, Any] = {}
-        # read models with the ReadModel protocol (gateway/readmodels), by name
-        self.readmodels: dict[str, ReadModel] = {model.name: model for model in (jobs_read_model(),)}
+        self.models: ReadModels  # every read model, typed (gateway/readmodels/registry.py)
+        self.history: History  # the activity log below the in-memory window
+        self.ask: AskArea | None = None  # POST /api/v1/ask, when AOC_AI_FEATURES_ENABLED
 
     async def open(self, nc: Client | None = None) -> None:
         self.nc = nc or await connect(self.settings, name="aoc-gateway")
@@ -49,48 +45,22 @@ class GatewayState:
         await ensure_all(self.js, self.settings)
         self.publisher = EventPublisher(self.js, deadline=self.settings.publish_deadline)
         self.control = ControlClient(self.nc, self.publisher, self.settings.control_timeout)
-        self.feed = ProjectionFeed(self.nc, self.projection)
-        await self.feed.start()
-        for model in self.readmodels.values():
-            await model.start(self.js)
+        await ensure_factory_streams(self.js, self.settings)  # requirements are queued there
+        self.models = ReadModels(self.nc, self.settings)
+        await self.models.start()  # snapshot + tail (or a full replay), then live
+        self.history = History(self.js, self.settings.activity_scan_limit)
+        if self.settings.ai_features_enabled:
+            self.ask = await AskArea.open(self.js, self.settings)
         for wildcard in (subjects.ctl_wildcard("*"), subjects.ctl_user_wildcard("*")):
             self._subs.append(await self.nc.subscribe(wildcard, cb=self._guard_unknown))
         self._subs.append(await self.nc.subscribe(subjects.GATEWAY_HEALTH, cb=self._answer_health))
-        self._watchdog = asyncio.create_task(self._resubscribe_after_reconnect())
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.feed.replayed.wait(), REPLAY_WAIT)
-        for model in self.readmodels.values():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(model.ready.wait(), REPLAY_WAIT)
         await barrier(self.nc)  # its control subscriptions are in before open returns (like the engines')
-        log.info("gateway.ready", applied_seq=self.projection.applied_seq, rows=len(self.projection.rows))
-
-    async def _resubscribe_after_reconnect(self) -> None:
-        # A restarted nats-server forgets the ordered consumers behind the projection
-        # feed, and nats-py does not recreate them: after every reconnect, make sure the
-        # streams exist and follow again from the last applied sequence.
-        seen = self.nc.stats["reconnects"]
-        while True:
-            await asyncio.sleep(0.5)
-            if self.nc.stats["reconnects"] == seen or not self.nc.is_connected:
-                continue
-            seen = self.nc.stats["reconnects"]
-            try:
-                await ensure_all(self.js, self.settings)
-                await self.feed.resubscribe()
-                for model in self.readmodels.values():
-                    await model.stop()
-                    await model.start(self.js)
-                log.info("gateway.resubscribed", applied_seq=self.projection.applied_seq)
-            except Exception:
-                log.exception("gateway.resubscribe_failed")
-                seen -= 1  # try again on the next tick
+        log.info(
+            "gateway.ready", applied_seq=self.models.events.last_seq, rows=len(self.models.activity.rows)
+        )
 
     async def close(self) -> None:
-        self._watchdog.cancel()
-        await self.feed.stop()
-        for model in self.readmodels.values():
-            await model.stop()
+        await self.models.stop()
         for sub in self._subs:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
@@ -154,17 +124,18 @@ class GatewayState:
         return cached
 
     async def view_status(self) -> dict[str, Any]:
+        events = self.models.events
         stream = await self.stream_state()
-        last_seq = stream.get("last_seq", self.projection.applied_seq)
-        lag = max(last_seq - self.projection.applied_seq, self.feed.pending)
+        last_seq = stream.get("last_seq", events.last_seq)
+        lag = max(last_seq - events.last_seq, events.pending, 0)
         connected = self.nc.is_connected
         return {
             "nats_connected": connected,
-            "replayed": self.feed.replayed.is_set(),
-            "applied_seq": self.projection.applied_seq,
+            "replayed": events.ready,
+            "applied_seq": events.last_seq,
             "stream_last_seq": last_seq,
             "lag": lag,
-            "stale": not connected or not self.feed.replayed.is_set(),
+            "stale": not connected or not events.ready,
         }
 
     async def health(self) -> dict[str, Any]:
@@ -179,20 +150,20 @@ class GatewayState:
                 "applied_seq": view["applied_seq"],
                 "lag": view["lag"],
                 "replayed": view["replayed"],
-                "rows_in_memory": len(self.projection.rows),
+                "rows_in_memory": len(self.models.activity.rows),
+                "from_snapshot": self.models.loaded is not None,
+                "replayed_events": self.models.events.applied,
             },
-            "readmodels": {
-                name: {"ready": model.ready.is_set(), "lag": model.lag}
-                for name, model in self.readmodels.items()
-            },
+            **self.models.health(),  # readmodels, sources, snapshot
             "uptime_seconds": round(time.time() - self.started, 1),
         }
 
     async def wait_for_state(self, system: str, state: str, timeout: float = 1.0) -> None:
         """Read-your-writes: after a command, wait until the view shows its result."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            life = self.projection.lifecycle.get(system)
-            if life is not None and life.state == state:
-                return
-            await self.feed.wait_changed(deadline - time.monotonic())
+        lifecycle = self.models.systems.lifecycle
+
+        def shows_it() -> bool:
+            life = lifecycle.get(system)
+            return life is not None and life.state == state
+
+        await self.models.wait_until(shows_it, timeout)

@@ -36,15 +36,14 @@ from contracts.factory import (
     FactoryReply,
     FactoryRequest,
     encode,
-    ensure_factory_streams,
     reply_decoder,
     request_subject,
     submission_schema,
     validate_submission,
 )
 from gateway.deps import Actor, CommandId, CorrelationId, Gateway
-from gateway.factory_view import FactoryView, RoutesResponder
-from gateway.routes import route_modules
+from gateway.readmodels.registry import FactoryArea
+from gateway.schemas import FactoryStats
 from gateway.state import GatewayState
 from services.factory import catalog
 
@@ -75,34 +74,11 @@ assert RequirementSummary.model_fields["status"].annotation.__args__ == STATUSES
 assert RequirementSummary.model_fields["priority"].annotation.__args__ == PRIORITIES  # type: ignore[union-attr]
 
 
-# --- lifecycle of the area ---------------------------------------------------------------------
+def _view(gw: GatewayState) -> FactoryArea:
+    return gw.models.factory_area
 
 
-async def on_startup(state: GatewayState) -> None:
-    await ensure_factory_streams(state.js, state.settings)
-    view = FactoryView(state.nc)
-    await view.start()
-    # the routes the app serves; without a handle on the app (see docs/factory.md),
-    # those of every auto-mounted route module
-    app = getattr(state, "app", None)
-    routes = list(app.routes) if app is not None else [r for m in route_modules() for r in m.router.routes]
-    responder = RoutesResponder(state.nc, routes)
-    await responder.start()
-    state.areas["factory"] = {"view": view, "routes": responder}
-
-
-async def on_shutdown(state: GatewayState) -> None:
-    area = state.areas.pop("factory", None)
-    if area:
-        await area["routes"].stop()
-        await area["view"].stop()
-
-
-def _view(gw: GatewayState) -> FactoryView:
-    return gw.areas["factory"]["view"]
-
-
-def _requirement(view: FactoryView, requirement_id: str):
+def _requirement(view: FactoryArea, requirement_id: str):
     requirement = view.ledger.get(requirement_id)
     if requirement is None:
         raise HTTPException(404, f"no requirement {requirement_id!r}")
@@ -315,12 +291,12 @@ async def generate_preview(request: Request, gw: Gateway) -> dict[str, Any]:
     return reply.result or {}
 
 
-@router.get("/stats")
+@router.get("/stats", response_model=FactoryStats)
 async def stats(gw: Gateway) -> dict[str, Any]:
     view = _view(gw)
     return {
         **view.ledger.stats(),
-        "view": {"applied_seq": view.ledger.applied_seq, "replayed": view.replayed.is_set()},
+        "view": {"applied_seq": view.ledger.applied_seq, "replayed": view.ready},
     }
 
 

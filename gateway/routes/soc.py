@@ -2,7 +2,7 @@
 
 Writes validate the whole body with the contract's msgspec types (422 names the field,
 e.g. ``$[3].src_ip``) and publish to JetStream: alerts to the triage work queue, verdicts
-to AOC_FEEDBACK. Reads are served from the SOC projection (gateway/soc_projection.py).
+to AOC_FEEDBACK. Reads are served from the SOC views (gateway/readmodels/soc.py).
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ from fastapi.responses import JSONResponse
 
 from contracts import soc
 from gateway.deps import Actor, Gateway
-from gateway.soc_area import SocArea, close_soc_area, soc_area
-from gateway.soc_projection import iso
+from gateway.isotime import iso
+from gateway.readmodels.registry import SocViews
+from gateway.schemas import AlertList, AlertView, DecisionList, Hunts, SocStats
 from gateway.state import GatewayState
 from services.runtime.bus import publish_with_retry
 from services.soc import playbooks as soc_playbooks
@@ -34,19 +35,8 @@ DecisionKind = Literal["auto_resolve", "escalate", "contain"]
 SeverityName = Literal["informational", "low", "medium", "high", "critical"]
 
 
-async def on_startup(state: GatewayState) -> None:
-    await soc_area(state)
-
-
-async def on_shutdown(state: GatewayState) -> None:
-    await close_soc_area(state)
-
-
-def area_of(gw: GatewayState) -> SocArea:
-    area = gw.areas.get("soc")
-    if area is None:
-        raise HTTPException(503, "the SOC view is not ready")
-    return area
+def area_of(gw: GatewayState) -> SocViews:
+    return gw.models.soc
 
 
 def invalid(message: str, field: str | None, kind: str) -> JSONResponse:
@@ -161,10 +151,10 @@ async def _publish_verdicts(gw: GatewayState, verdicts: list[soc.AnalystFeedback
     return max(ack.seq for ack in acks)
 
 
-async def _until_applied(area: SocArea, seq: int) -> None:
+async def _until_applied(area: SocViews, seq: int) -> None:
     deadline = time.monotonic() + READ_YOUR_WRITES
     while area.alerts.feedback_seq < seq and time.monotonic() < deadline:
-        await area.feed.wait_changed(deadline - time.monotonic())
+        await area.wait_changed(deadline - time.monotonic())
 
 
 # --- reads ---------------------------------------------------------------------------
@@ -174,7 +164,9 @@ def _page(rows: list, limit: int) -> int | None:
     return rows[-1].pos if len(rows) == limit else None
 
 
-@router.get("/alerts", summary="Triaged alerts, newest first (filters, cursor paging)")
+@router.get(
+    "/alerts", response_model=AlertList, summary="Triaged alerts, newest first (filters, cursor paging)"
+)
 async def list_alerts(
     gw: Gateway,
     limit: int = Query(100, ge=1, le=1000),
@@ -186,7 +178,9 @@ async def list_alerts(
     host: str | None = Query(None, max_length=255),
     user: str | None = Query(None, max_length=255),
     technique: str | None = Query(None, max_length=16, description="MITRE id or prefix, e.g. T1110"),
-    q: str | None = Query(None, max_length=200, description="text in id, title, host, user, IPs"),
+    q: str | None = Query(
+        None, max_length=200, description="text in id, title, host, user, IPs, where a word begins"
+    ),
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> dict[str, Any]:
@@ -210,11 +204,15 @@ async def list_alerts(
         "count": len(rows),
         "next_before": _page(rows, limit),
         "queued": await area.queue_depth(gw),
-        "total_in_view": len(area.alerts.rows),
+        "total_in_view": area.alerts.live,
     }
 
 
-@router.get("/alerts/{alert_id}", summary="One triaged alert with its decision, verdict and playbook")
+@router.get(
+    "/alerts/{alert_id}",
+    response_model=AlertView,
+    summary="One triaged alert with its decision, verdict and playbook",
+)
 async def get_alert(alert_id: str, gw: Gateway) -> dict[str, Any]:
     row = area_of(gw).alerts.by_id.get(alert_id)
     if row is None:
@@ -222,7 +220,11 @@ async def get_alert(alert_id: str, gw: Gateway) -> dict[str, Any]:
     return {**row.alert_view(), "reasons": row.decision.reasons}
 
 
-@router.get("/decisions", summary="Triage decisions with scores and reasons, newest first")
+@router.get(
+    "/decisions",
+    response_model=DecisionList,
+    summary="Triage decisions with scores and reasons, newest first",
+)
 async def list_decisions(
     gw: Gateway,
     limit: int = Query(100, ge=1, le=1000),
@@ -251,7 +253,7 @@ async def list_decisions(
     }
 
 
-@router.get("/stats", summary="SOC counters, queue depth and the model in use")
+@router.get("/stats", response_model=SocStats, summary="SOC counters, queue depth and the model in use")
 async def stats(gw: Gateway) -> dict[str, Any]:
     area = area_of(gw)
     return {
@@ -262,7 +264,7 @@ async def stats(gw: Gateway) -> dict[str, Any]:
     }
 
 
-@router.get("/hunts", summary="Recent threat hunts and their findings")
+@router.get("/hunts", response_model=Hunts, summary="Recent threat hunts and their findings")
 async def hunts(gw: Gateway, limit: int = Query(20, ge=1, le=50)) -> dict[str, Any]:
     recent = list(area_of(gw).alerts.hunts)[-limit:]
     return {"hunts": list(reversed(recent)), "count": len(recent)}
