@@ -92,7 +92,7 @@ class BusCollector(Collector):
         if gw is None:
             return
         models = gw.models
-        events = models.events
+        feed = models.events
         self._count_new_rows(models.activity.rows)
         yield from self._engines(gw)
 
@@ -111,16 +111,14 @@ class BusCollector(Collector):
             events.add_metric(list(labels), count)
         yield events
 
-        last_seq = self.stream.get("last_seq", events.last_seq)
+        last_seq = self.stream.get("last_seq", feed.last_seq)
         yield _gauge("aoc_stream_last_seq", "Last sequence of AOC_EVENTS", last_seq)
         yield _gauge("aoc_stream_messages", "Messages in AOC_EVENTS", self.stream.get("messages", 0))
         yield _gauge("aoc_stream_bytes", "Bytes in AOC_EVENTS", self.stream.get("bytes", 0))
-        yield _gauge(
-            "aoc_projection_applied_seq", "Last stream sequence the gateway applied", events.last_seq
-        )
-        lag = max(last_seq - events.last_seq, events.pending, 0)
+        yield _gauge("aoc_projection_applied_seq", "Last stream sequence the gateway applied", feed.last_seq)
+        lag = max(last_seq - feed.last_seq, feed.pending, 0)
         yield _gauge("aoc_projection_lag_events", "Events in the stream the gateway has not applied", lag)
-        yield _gauge("aoc_projection_replayed", "1 once the gateway replayed the stream", events.ready)
+        yield _gauge("aoc_projection_replayed", "1 once the gateway replayed the stream", feed.ready)
         yield from _read_models(gw)
         yield _gauge("aoc_nats_connected", "1 while the gateway is connected to NATS", gw.nc.is_connected)
         yield _gauge("aoc_sse_clients", "Open dashboard event streams", gw.live_connections)

@@ -60,9 +60,9 @@ def lifecycle(system: str, state: str, *, epoch: int = 0, instance: str = "", ac
     )
 
 
-def decision(rng: random.Random, n: int, when: datetime) -> soc.Decision:
+def decision(rng: random.Random, n: int, when: datetime, seed: int = 0) -> soc.Decision:
     alert = soc.AlertSummary(
-        id=f"alert-{n}",
+        id=f"alert-{seed}-{n}",
         time=when.astimezone(UTC if n % 2 else timezone(timedelta(hours=2))),  # offsets survive
         source=rng.choice(["crowdstrike", "suricata", "okta"]),
         title=rng.choice(["Brute force on VPN", "Suspicious PowerShell", "Impossible travel", "C2 beacon"]),
@@ -128,13 +128,13 @@ def mixed_events(count: int, *, seed: int = 3, start: datetime | None = None) ->
                 system, rng.choice(["running", "stopped"]), epoch=epoch, instance=f"{system}-{epoch}"
             )
         elif roll < 0.85:
-            decisions = [decision(rng, alerts + i, when) for i in range(rng.randint(1, 3))]
+            decisions = [decision(rng, alerts + i, when, seed) for i in range(rng.randint(1, 3))]
             alerts += len(decisions)
             totals = soc.Totals(alerts_processed=totals.alerts_processed + len(decisions))
             payload = soc.AlertsTriaged(batch_id=f"b{n}", decisions=decisions, totals=totals)
             envelope = event("soc-cycle", payload, "alerts_triaged", f"{len(decisions)} alerts {word}")
         elif roll < 0.9 and alerts:
-            target = f"alert-{rng.randrange(alerts)}"
+            target = f"alert-{seed}-{rng.randrange(alerts)}"
             payload = soc.PlaybookExecuted(
                 alert_id=target,
                 playbook="block",
@@ -145,7 +145,7 @@ def mixed_events(count: int, *, seed: int = 3, start: datetime | None = None) ->
             )
             envelope = event("soc-cycle", payload, "playbook_executed", f"block for {target}")
         elif roll < 0.93 and alerts:
-            target = f"alert-{rng.randrange(alerts)}"
+            target = f"alert-{seed}-{rng.randrange(alerts)}"
             payload = soc.EscalatedToHuman(
                 alert_id=target,
                 title="t",
@@ -249,3 +249,39 @@ def heartbeat(
 
 def heartbeat_subject(beat: Heartbeat) -> str:
     return subjects.hb(beat.system, None if beat.role == "active" else beat.instance)
+
+
+def factory_events(count: int) -> list[tuple[str, Envelope]]:
+    """Requirements submitted, generated or failed, and cancelled, as the factory writes them."""
+    from contracts.factory import (
+        FACTORY,
+        RequirementCancelled,
+        RequirementFailed,
+        RequirementGenerating,
+        RequirementSubmission,
+        RequirementSubmitted,
+    )
+
+    out = []
+    for n in range(count):
+        rid = f"req-{n}"
+        submission = RequirementSubmission(title=f"Page {n}", page_type="data_table", route=f"/pages/p{n}")
+        steps = [
+            (RequirementSubmitted(requirement_id=rid, submission=submission), "requirement_submitted"),
+            (
+                RequirementGenerating(requirement_id=rid, attempt=1, template="data_table"),
+                "requirement_generating",
+            ),
+        ]
+        if n % 3 == 0:
+            steps.append(
+                (RequirementFailed(requirement_id=rid, stage="generate", error="boom"), "requirement_failed")
+            )
+        if n % 4 == 0:
+            steps.append(
+                (RequirementCancelled(requirement_id=rid, previous_status="failed"), "requirement_cancelled")
+            )
+        for payload, action in steps:
+            envelope = event(FACTORY, payload, action, f"{action} {rid}")
+            out.append((subjects.evt(FACTORY, envelope.type), envelope))
+    return out

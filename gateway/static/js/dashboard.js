@@ -39,6 +39,8 @@ const COMMON = new Set([
   "heartbeat_age_seconds",
   "desired",
   "total_runs",
+  "instances",
+  "instances_active",
 ]);
 
 const cards = new Map(); // slug -> {root, refs, system}
@@ -62,6 +64,8 @@ function createCard(system) {
   const slug = system.name;
   const refs = {};
   refs.state = h("span", { class: "state" });
+  refs.instances = h("p", { class: "instances" });
+  refs.instances.hidden = true;
   refs.extras = h("dl", { class: "extras" });
   refs.buttons = {};
   for (const [verb, spec] of Object.entries(VERBS)) {
@@ -84,7 +88,7 @@ function createCard(system) {
     h(
       "header",
       { class: "card-head" },
-      h("div", {}, h("h3", { id: titleId, class: "card-title" }, system.label), h("p", { class: "slug" }, slug)),
+      h("div", {}, h("h3", { id: titleId, class: "card-title" }, system.label), h("p", { class: "slug" }, slug), refs.instances),
       refs.state,
     ),
     h(
@@ -128,6 +132,13 @@ function heartbeatText(system, now) {
   return ago(system.heartbeat_age_seconds + (now - received) / 1000);
 }
 
+/** "2 instances, 1 active": shown when more than one instance of the engine is alive. */
+function instancesText(system) {
+  const total = system.instances || 0;
+  const active = system.instances_active || 0;
+  return total > 1 ? `${total} instances, ${active} active` : "";
+}
+
 function renderExtras(card, system) {
   const keys = Object.keys(system).filter((k) => !COMMON.has(k));
   const signature = keys.map((k) => `${k}=${JSON.stringify(system[k])}`).join("|");
@@ -151,6 +162,8 @@ function updateCard(card, system, now = Date.now()) {
   setText(refs.errors, num(system.error_count));
   setText(refs.success, pct(system.success_rate));
   setText(refs.heartbeat, heartbeatText(system, now), utc(system.last_heartbeat));
+  setText(refs.instances, instancesText(system));
+  refs.instances.hidden = !(system.instances > 1);
   renderExtras(card, system);
   const { buttons } = refs;
   const hadFocus = root.contains(document.activeElement);
