@@ -40,7 +40,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         gateway = GatewayState(settings)
         await gateway.open()  # the read models are loaded and following when it returns
         app.state.gateway = gateway
-        routes = RoutesResponder(gateway.nc, list(app.routes))  # the integrity scan asks for them
+        # the integrity scan asks for the API routes (app.routes nests included routers)
+        routes = RoutesResponder(gateway.nc, [route for module in modules for route in module.router.routes])
         await routes.start()
         await barrier(gateway.nc)  # its subscriptions are in before it serves a request
         try:
