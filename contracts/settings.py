@@ -109,7 +109,7 @@ class Settings(BaseSettings):
         50_000, ge=100, description="Snapshot the gateway's read models after this many new events..."
     )
     snapshot_interval_s: float = Field(
-        60.0, gt=0, description="... or this many seconds after the last one, if any event came since."
+        30.0, gt=0, description="... or this many seconds after the last one, if any event came since."
     )
     snapshot_store_max_bytes: int = Field(
         1024**3, gt=0, description="Size cap of the snapshot object store (aoc_snapshots)."

@@ -27,8 +27,9 @@ from gateway.readmodels.index import (
     word_set,
 )
 
-ROWS_PER_FRAME = 10_000  # ~4 ms of encoding each: a snapshot never holds the GIL for long
-ENTRIES_PER_FRAME = 200_000  # row numbers in the index lists of one frame
+# each frame is one encoding call that holds the GIL (~1 ms here): the loop never waits long
+ROWS_PER_FRAME = 2_000
+ENTRIES_PER_FRAME = 50_000  # row numbers in the index lists of one frame
 
 
 class ActivityRow(msgspec.Struct, array_like=True, gc=False):

@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import io
 import struct
 import time
 from collections.abc import Callable, Iterator
@@ -98,17 +99,46 @@ class Loaded(msgspec.Struct, kw_only=True):
     header: Header
 
 
-def encode_body(views: list[tuple[str, Any, Callable[[Any], Iterator[bytes]]]]) -> tuple[bytes, str]:
-    """Frames of every view, and their digest (runs in a worker thread)."""
+def encode_body(views: list[tuple[str, Any, Callable[[Any], Iterator[bytes]]]]) -> tuple[list[bytes], str]:
+    """The frames of every view, as parts of the body (never joined into one buffer: one
+    big copy would hold the GIL), and the body's digest. Runs in a worker thread."""
     parts: list[bytes] = []
+    digest = hashlib.sha256()
     for _, cut, encode in views:
         frames = list(encode(cut))
         parts.append(_U32.pack(len(frames)))
         for frame in frames:
             parts.append(_U32.pack(len(frame)))
             parts.append(frame)
-    body = b"".join(parts)
-    return body, "sha256:" + hashlib.sha256(body).hexdigest()
+    for part in parts:
+        digest.update(part)  # releases the GIL for parts over 2 KB
+    return parts, "sha256:" + digest.hexdigest()
+
+
+class PartsReader(io.RawIOBase):
+    """The snapshot's parts as a file the object store reads chunk by chunk (in its
+    executor), so the parts are never copied into one buffer."""
+
+    def __init__(self, parts: list[bytes]) -> None:
+        self._parts = [memoryview(part) for part in parts if part]
+        self._index = 0
+        self._offset = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        target = memoryview(buffer).cast("B")
+        filled = 0
+        while filled < len(target) and self._index < len(self._parts):
+            part = self._parts[self._index]
+            take = min(len(part) - self._offset, len(target) - filled)
+            target[filled : filled + take] = part[self._offset : self._offset + take]
+            filled += take
+            self._offset += take
+            if self._offset == len(part):
+                self._index, self._offset = self._index + 1, 0
+        return filled
 
 
 def split_body(body: bytes, names: list[str]) -> Iterator[tuple[str, list[bytes]]]:
@@ -129,8 +159,12 @@ def split_body(body: bytes, names: list[str]) -> Iterator[tuple[str, list[bytes]
 
 
 def pack(header: Header, body: bytes) -> bytes:
+    return b"".join(packed(header, [body]))
+
+
+def packed(header: Header, parts: list[bytes]) -> list[bytes]:
     head = msgspec.json.encode(header)
-    return MAGIC + _U32.pack(len(head)) + head + body
+    return [MAGIC, _U32.pack(len(head)), head, *parts]
 
 
 def unpack(blob: bytes) -> tuple[Header, bytes]:
@@ -334,9 +368,11 @@ class Snapshots:
         events_seq, feedback_seq = self._positions()
         cuts = [(view.name, view.cut(), type(view).encode) for view in views]
         cut_s = time.perf_counter() - started
-        # --- encoding, off the loop ---
+        # --- encoding, off the loop (how long the loop waited meanwhile is measured) ---
         encoded_at = time.perf_counter()
-        body, digest = await asyncio.to_thread(encode_body, cuts)
+        async with LoopStall() as stall:
+            parts, digest = await asyncio.to_thread(encode_body, cuts)
+        size = sum(len(part) for part in parts)
         encode_s = time.perf_counter() - encoded_at
         header = Header(
             schema_version=SCHEMA_VERSION,
@@ -348,12 +384,12 @@ class Snapshots:
             config=self.config,
             views=[name for name, _, _ in cuts],
             digest=digest,
-            body_bytes=len(body),
+            body_bytes=size,
             cut_ms=round(cut_s * 1000, 2),
             encode_ms=round(encode_s * 1000, 1),
         )
         put_at = time.perf_counter()
-        await self.store.put(self.object_name, pack(header, body))
+        await self.store.put(self.object_name, PartsReader(packed(header, parts)))
         put_s = time.perf_counter() - put_at
         self._last_cost = time.perf_counter() - started
         self.written += 1
@@ -361,9 +397,10 @@ class Snapshots:
         written = {
             "events_seq": events_seq,
             "feedback_seq": feedback_seq,
-            "bytes": len(body),
-            "cut_ms": header.cut_ms,
+            "bytes": size,
+            "cut_ms": header.cut_ms,  # the loop is held for this long (the consistent cut)
             "encode_ms": header.encode_ms,
+            "loop_stall_ms": round(stall.longest * 1000, 1),  # the longest the loop waited meanwhile
             "put_ms": round(put_s * 1000, 1),
             "at": header.created,
         }
@@ -375,6 +412,35 @@ class Snapshots:
         events = await self.js.stream_info(subjects.EVENTS_STREAM)
         feedback = await self.js.stream_info(soc.FEEDBACK_STREAM)
         return _created(events.created), _created(feedback.created)
+
+
+class LoopStall:
+    """The longest the event loop went without running a 5 ms ticker (while the snapshot
+    is encoded in a thread that competes for the GIL)."""
+
+    TICK = 0.005
+
+    def __init__(self) -> None:
+        self.longest = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> LoopStall:
+        self._task = asyncio.create_task(self._tick())
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _tick(self) -> None:
+        last = time.perf_counter()
+        while True:
+            await asyncio.sleep(self.TICK)
+            now = time.perf_counter()
+            self.longest = max(self.longest, now - last - self.TICK)
+            last = now
 
 
 def _created(moment: Any) -> str | None:
