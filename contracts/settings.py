@@ -97,7 +97,7 @@ class Settings(BaseSettings):
         description="Activity rows the gateway keeps in memory (older ones: a bounded scan of the stream).",
     )
     activity_scan_limit: int = Field(
-        5000,
+        2000,
         ge=100,
         le=100_000,
         description="Stream sequences one activity-log page may read below the in-memory window.",

@@ -99,9 +99,9 @@ _encode = msgspec.msgpack.Encoder().encode
 _meta = msgspec.msgpack.Decoder(_Meta).decode
 _rows = msgspec.msgpack.Decoder(list[ActivityRow]).decode
 _annotations = msgspec.msgpack.Decoder(dict[str, list[Annotation]]).decode
-_field_postings = msgspec.msgpack.Decoder(list[tuple[tuple[str, str], list[int]]]).decode
-_tag_postings = msgspec.msgpack.Decoder(list[tuple[str, list[int]]]).decode
-_word_postings = msgspec.msgpack.Decoder(list[tuple[bytes, list[int]]]).decode
+_field_postings = msgspec.msgpack.Decoder(list[tuple[tuple[str, str], bytes]]).decode
+_tag_postings = msgspec.msgpack.Decoder(list[tuple[str, bytes]]).decode
+_word_postings = msgspec.msgpack.Decoder(list[tuple[bytes, bytes]]).decode
 
 
 class ActivityView(View):
@@ -324,8 +324,8 @@ class ActivityView(View):
         self.words.restore(pair for _ in range(chunks) for pair in _word_postings(next(frames)))
 
 
-def _chunks(cut: list[tuple[Any, list[int], int]]) -> Iterator[list[tuple[Any, list[int], int]]]:
-    chunk: list[tuple[Any, list[int], int]] = []
+def _chunks(cut: list[tuple[Any, Any, int]]) -> Iterator[list[tuple[Any, Any, int]]]:
+    chunk: list[tuple[Any, Any, int]] = []
     entries = 0
     for item in cut:
         chunk.append(item)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import heapq
 import re
 import string
+from array import array
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
@@ -64,15 +65,17 @@ def matches_at_word_start(text: str, needle: str) -> bool:
         start = at + 1
 
 
-def new_list() -> list[int]:
-    return []
+def new_list() -> array:
+    """Row numbers as 8-byte machine integers: no int object per entry (a restored
+    snapshot would otherwise hold one for each), and nothing for the GC to traverse."""
+    return array("q")
 
 
 class Postings:
     """key -> ascending row numbers."""
 
     def __init__(self) -> None:
-        self.lists: dict[Any, list[int]] = {}
+        self.lists: dict[Any, array] = {}
 
     def add(self, key: Any, row_no: int) -> None:
         found = self.lists.get(key)
@@ -102,7 +105,7 @@ class Postings:
                 del self.lists[key]
                 self._gone_key(key)
 
-    def get(self, key: Any) -> list[int] | None:
+    def get(self, key: Any) -> array | None:
         return self.lists.get(key)
 
     def trim(self, first_row_no: int) -> None:
@@ -126,18 +129,20 @@ class Postings:
 
     # --- snapshots ----------------------------------------------------------------------
 
-    def cut(self) -> list[tuple[Any, list[int], int]]:
+    def cut(self) -> list[tuple[Any, array, int]]:
         """A consistent cut, cheap to take: the lists are only appended to or replaced."""
         return [(key, found, len(found)) for key, found in self.lists.items()]
 
     @staticmethod
-    def encode_cut(cut: list[tuple[Any, list[int], int]]) -> list[tuple[Any, list[int]]]:
-        return [(key, found[:length]) for key, found, length in cut]
+    def encode_cut(cut: list[tuple[Any, array, int]]) -> list[tuple[Any, bytes]]:
+        return [(key, found[:length].tobytes()) for key, found, length in cut]
 
-    def restore(self, encoded: Iterable[tuple[Any, list[int]]]) -> None:
+    def restore(self, encoded: Iterable[tuple[Any, bytes]]) -> None:
         self.lists = {}
-        for key, found in encoded:
-            if found:
+        for key, data in encoded:
+            if data:
+                found = new_list()
+                found.frombytes(data)
                 self.lists[key] = found
                 self._new_key(key)
 
@@ -167,11 +172,11 @@ class WordPostings(Postings):
                 if not group:
                     del self.by_prefix[prefix]
 
-    def restore(self, encoded: Iterable[tuple[Any, list[int]]]) -> None:
+    def restore(self, encoded: Iterable[tuple[Any, bytes]]) -> None:
         self.by_prefix = {}
         super().restore(encoded)
 
-    def starting_with(self, prefix: bytes) -> list[list[int]]:
+    def starting_with(self, prefix: bytes) -> list[array]:
         group = self.by_prefix.get(prefix[:2])
         if not group:
             return []
@@ -187,7 +192,7 @@ class Candidates:
 
     __slots__ = ("lists", "size")
 
-    def __init__(self, lists: Sequence[list[int]]) -> None:
+    def __init__(self, lists: Sequence[array]) -> None:
         self.lists = lists
         self.size = sum(len(found) for found in lists)
 
@@ -206,7 +211,7 @@ class Candidates:
                 yield row_no
 
 
-def _backwards(found: list[int], end: int) -> Iterator[int]:
+def _backwards(found: array, end: int) -> Iterator[int]:
     for index in range(end - 1, -1, -1):
         yield found[index]
 

@@ -141,7 +141,8 @@ class PartsReader(io.RawIOBase):
         return filled
 
 
-def split_body(body: bytes, names: list[str]) -> Iterator[tuple[str, list[bytes]]]:
+def split_body(body: bytes | memoryview, names: list[str]) -> Iterator[tuple[str, list[memoryview]]]:
+    """Each view's frames, as slices of the body (no copies: a snapshot can be large)."""
     view = memoryview(body)
     at = 0
     for name in names:
@@ -151,7 +152,7 @@ def split_body(body: bytes, names: list[str]) -> Iterator[tuple[str, list[bytes]
         for _ in range(count):
             (length,) = _U32.unpack_from(view, at)
             at += 4
-            frames.append(bytes(view[at : at + length]))
+            frames.append(view[at : at + length])
             at += length
         yield name, frames
     if at != len(body):
@@ -167,7 +168,7 @@ def packed(header: Header, parts: list[bytes]) -> list[bytes]:
     return [MAGIC, _U32.pack(len(head)), head, *parts]
 
 
-def unpack(blob: bytes) -> tuple[Header, bytes]:
+def unpack(blob: bytes) -> tuple[Header, memoryview]:
     if not blob.startswith(MAGIC):
         raise NotUsed("not a gateway snapshot (no magic)")
     at = len(MAGIC)
@@ -176,7 +177,7 @@ def unpack(blob: bytes) -> tuple[Header, bytes]:
         header = msgspec.json.decode(blob[at + 4 : at + 4 + length], type=Header)
     except (struct.error, msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise NotUsed(f"unreadable header: {exc}") from None
-    return header, blob[at + 4 + length :]
+    return header, memoryview(blob)[at + 4 + length :]
 
 
 class Snapshots:

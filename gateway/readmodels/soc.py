@@ -145,9 +145,9 @@ class _Meta(msgspec.Struct, array_like=True):
 _encode = msgspec.json.encode
 _meta = msgspec.json.Decoder(_Meta).decode
 _rows = msgspec.json.Decoder(list[AlertRow]).decode
-_field_postings = msgspec.json.Decoder(list[tuple[tuple[str, str], list[int]]]).decode
-_str_postings = msgspec.json.Decoder(list[tuple[str, list[int]]]).decode
-_word_postings = msgspec.msgpack.Decoder(list[tuple[bytes, list[int]]]).decode
+_field_postings = msgspec.msgpack.Decoder(list[tuple[tuple[str, str], bytes]]).decode
+_str_postings = msgspec.msgpack.Decoder(list[tuple[str, bytes]]).decode
+_word_postings = msgspec.msgpack.Decoder(list[tuple[bytes, bytes]]).decode
 
 
 class AlertsView(View):
@@ -428,9 +428,10 @@ class AlertsView(View):
         yield _encode(meta)
         for start in range(0, len(rows), ROWS_PER_FRAME):
             yield _encode(rows[start : start + ROWS_PER_FRAME])
-        yield _encode(Postings.encode_cut(fields))
-        yield _encode(Postings.encode_cut(statuses))
-        yield _encode(Postings.encode_cut(techniques))
+        # the index lists are machine integers: msgpack carries their bytes as they are
+        yield msgspec.msgpack.encode(Postings.encode_cut(fields))
+        yield msgspec.msgpack.encode(Postings.encode_cut(statuses))
+        yield msgspec.msgpack.encode(Postings.encode_cut(techniques))
         yield msgspec.msgpack.encode(Postings.encode_cut(word_lists))
 
     def restore(self, frames: Iterator[bytes]) -> None:

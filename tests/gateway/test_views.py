@@ -117,7 +117,7 @@ def test_indexes_follow_the_window_trimming():
     lowest = view.base
     for postings in (view.fields, view.words, view.tags):
         for found in postings.lists.values():
-            assert found and found[0] >= lowest and found == sorted(found)
+            assert found and found[0] >= lowest and list(found) == sorted(found)
     # every word listed still occurs in a row in memory, and every prefix group is exact
     listed = set(view.words.lists)
     present = set()
