@@ -205,16 +205,25 @@ class ReadModels:
         self.alerts.fed_by(self.feedback)
 
     async def _rebuild_factory(self, until_seq: int) -> None:
-        """The factory view is not in snapshots: its own subject, up to the snapshot."""
-        factory = self.factory
-        if until_seq:
-            await replay(
-                self.js,
-                FactoryView.replay_subject,
-                factory.apply_stored,
-                stream=subjects.EVENTS_STREAM,
-                until_seq=until_seq,
+        """The factory view is not in snapshots: its requirement events up to the
+        snapshot, one subject per type (the server skips everything else), in order."""
+        if not until_seq:
+            return
+        found: list[tuple[int, bytes]] = []
+        await asyncio.gather(
+            *(
+                replay(
+                    self.js,
+                    subject,
+                    lambda seq, data, _at: found.append((seq, data)),
+                    stream=subjects.EVENTS_STREAM,
+                    until_seq=until_seq,
+                )
+                for subject in FactoryView.replay_subjects
             )
+        )
+        for seq, data in sorted(found, key=lambda item: item[0]):
+            self.factory.apply_stored(seq, data)
 
     async def wait_ready(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
