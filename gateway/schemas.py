@@ -293,3 +293,63 @@ class FeedList(BaseModel):
 
 class FactoryStats(Open):
     view: dict[str, Any]
+
+
+class RequirementDetail(Open):
+    """A requirement with its submission, generation and history (times as stored)."""
+
+    id: str
+    title: str
+    page_type: str
+    route: str
+    status: str
+    priority: str
+    requested_by: str
+    has_code: bool
+    created_at: str
+    updated_at: str
+    error: str | None
+    history: list[dict[str, Any]]
+
+
+class RequirementPreview(Open):
+    id: str
+    status: str
+    template: str
+    tsx_code: str
+    file_path: str
+    code_lines: int
+    code_sha256: str
+
+
+class TemplateInfo(Open):
+    type: str
+    label: str
+    description: str
+
+
+class ComponentInfo(Open):
+    name: str
+    module: str
+    description: str
+    props: list[dict[str, Any]]
+
+
+class AdvisoryView(Open):
+    id: str
+    title: str
+    priority: str
+
+
+class ModelVersion(Open):
+    version: str
+
+
+class CommandResult(Open):
+    """What an engine answered a command (contracts.commands.CommandReply) and when."""
+
+    timestamp: str
+    ok: bool
+    system: str
+    verb: str
+    message: str

@@ -338,7 +338,7 @@ async def metrics(gw: Gateway) -> dict[str, Any]:
     return body
 
 
-@router.get("/stream")
+@router.get("/stream", responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}})
 async def stream(request: Request, gw: Gateway):
     """Server-sent events: the dashboard whenever it changes (and at least every few
     seconds, so a missed heartbeat turns a card 'unreachable' without a reload)."""

@@ -17,7 +17,7 @@ from fastapi import APIRouter, HTTPException, Query
 from contracts.advisory import PRIORITIES, Advisory, FeedState
 from gateway.deps import Gateway
 from gateway.readmodels.advisories import AdvisoriesView
-from gateway.schemas import AdvisoryList, FeedList
+from gateway.schemas import AdvisoryList, AdvisoryView, FeedList
 from gateway.state import GatewayState
 
 router = APIRouter(prefix="/api/v1/advisories", tags=["advisories"])
@@ -109,7 +109,7 @@ async def feeds(gw: Gateway) -> dict[str, Any]:
     }
 
 
-@router.get("/{advisory_id}")
+@router.get("/{advisory_id}", response_model=AdvisoryView)
 async def get_advisory(advisory_id: str, gw: Gateway) -> dict[str, Any]:
     advisory = _view(gw).advisories.values.get(advisory_id) or _view(gw).advisories.values.get(
         advisory_id.upper()

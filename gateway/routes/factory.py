@@ -43,7 +43,7 @@ from contracts.factory import (
 )
 from gateway.deps import Actor, CommandId, CorrelationId, Gateway
 from gateway.readmodels.registry import FactoryArea
-from gateway.schemas import FactoryStats
+from gateway.schemas import ComponentInfo, FactoryStats, RequirementDetail, RequirementPreview, TemplateInfo
 from gateway.state import GatewayState
 from services.factory import catalog
 
@@ -187,13 +187,13 @@ async def list_requirements(
     return found
 
 
-@router.get("/requirements/{req_id}")
+@router.get("/requirements/{req_id}", response_model=RequirementDetail)
 async def get_requirement(req_id: str, gw: Gateway) -> dict[str, Any]:
     """Full detail: api_endpoints, data_fields, features, has_code, history."""
     return _requirement(_view(gw), req_id).detail()
 
 
-@router.get("/requirements/{req_id}/preview")
+@router.get("/requirements/{req_id}/preview", response_model=RequirementPreview)
 async def preview_requirement(req_id: str, gw: Gateway) -> dict[str, Any]:
     """The generated TSX, its API wiring and sidebar entry (no side effects)."""
     requirement = _requirement(_view(gw), req_id)
@@ -260,12 +260,12 @@ async def cancel_requirement(
 # --- templates, one-shot preview, stats, components ------------------------------------------------
 
 
-@router.get("/templates")
+@router.get("/templates", responses={200: {"model": list[TemplateInfo]}})
 async def list_templates() -> list[dict[str, Any]]:
     return catalog.template_list()
 
 
-@router.get("/templates/{page_type}/schema")
+@router.get("/templates/{page_type}/schema", response_model=dict[str, Any])
 async def template_schema(page_type: str) -> dict[str, Any]:
     if page_type not in catalog.TEMPLATES:
         raise HTTPException(404, f"unknown template {page_type!r}; known: {', '.join(catalog.TEMPLATES)}")
@@ -300,6 +300,6 @@ async def stats(gw: Gateway) -> dict[str, Any]:
     }
 
 
-@router.get("/component-library")
+@router.get("/component-library", responses={200: {"model": list[ComponentInfo]}})
 async def component_library() -> list[dict[str, Any]]:
     return catalog.component_library()

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException
 
 from gateway.deps import Gateway
-from gateway.schemas import ModelVersions
+from gateway.schemas import ModelVersion, ModelVersions
 
 router = APIRouter(prefix="/api/v1/ml", tags=["ml"])
 
@@ -22,7 +22,7 @@ async def models(gw: Gateway) -> dict[str, Any]:
     return gw.models.ml.view()
 
 
-@router.get("/models/{version}", summary="One model version")
+@router.get("/models/{version}", response_model=ModelVersion, summary="One model version")
 async def model(version: str, gw: Gateway) -> dict[str, Any]:
     view = gw.models.ml.view()
     found = next((entry for entry in view["versions"] if entry["version"] == version), None)
