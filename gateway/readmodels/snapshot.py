@@ -60,6 +60,7 @@ MAGIC = b"AOC-GATEWAY-READMODELS\n"
 CHECK_EVERY_S = 1.0
 MIN_GAP_S = 5.0  # never two snapshots closer than this ...
 DUTY = 0.1  # ... nor closer than 10x the last one's cost: at most ~10% of the time
+ORPHAN_AGE_S = 600.0
 _U32 = struct.Struct(">I")
 
 
@@ -208,6 +209,7 @@ class Snapshots:
         self._last_cost = 0.0
         self._task: asyncio.Task[None] | None = None
         self._writing = asyncio.Lock()
+        self.orphan_age_s = ORPHAN_AGE_S
 
     async def open(self) -> None:
         if self.enabled:
@@ -398,8 +400,9 @@ class Snapshots:
             encode_ms=round(encode_s * 1000, 1),
         )
         put_at = time.perf_counter()
-        await self.store.put(self.object_name, PartsReader(packed(header, parts)))
+        info = await self.store.put(self.object_name, PartsReader(packed(header, parts)))
         put_s = time.perf_counter() - put_at
+        await self._sweep(info.nuid)
         self._last_cost = time.perf_counter() - started
         self.written += 1
         self.last_written_seq = events_seq
@@ -416,6 +419,24 @@ class Snapshots:
         self.status.update(last_written=written, written=self.written, failures=self.failures)
         log.info("snapshot.written", **written)
         return written
+
+    async def _sweep(self, current: str | None) -> None:
+        """Chunks of a write that never finished (its gateway was killed mid-put) belong to
+        no object and would stay forever: remove those older than ``orphan_age_s`` (a younger
+        one may be another gateway's write in progress)."""
+        stream = OBJ_STREAM_TEMPLATE.format(bucket=SNAPSHOTS_BUCKET)
+        prefix = OBJ_CHUNKS_PRE_TEMPLATE.format(bucket=SNAPSHOTS_BUCKET, obj="")
+        try:
+            info = await self.js.stream_info(stream, subjects_filter=f"{prefix}>")
+            for subject in info.state.subjects or {}:
+                if subject == f"{prefix}{current}":
+                    continue
+                last = await self.js.get_last_msg(stream, subject)
+                if last.time is not None and (datetime.now(UTC) - last.time).total_seconds() >= self.orphan_age_s:
+                    await self.js.purge_stream(stream, subject=subject)
+                    log.info("snapshot.orphan_removed", subject=subject)
+        except Exception as exc:  # housekeeping: never fails a snapshot
+            log.warning("snapshot.sweep_failed", error=type(exc).__name__)
 
     async def _created_times(self) -> tuple[str | None, str | None]:
         events = await self.js.stream_info(subjects.EVENTS_STREAM)

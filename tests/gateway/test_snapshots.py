@@ -251,3 +251,34 @@ async def test_snapshots_are_written_as_events_arrive_and_only_the_tail_is_read(
         health = await details(c2)
     assert health["snapshot"]["loaded"] and health["snapshot"]["events_seq"] >= at_write
     assert health["projection"]["replayed_events"] == last - health["snapshot"]["events_seq"]
+
+
+async def test_chunks_of_a_write_killed_midway_are_swept(settings, nc):
+    """A gateway killed during a put leaves chunks no object points to; the next write
+    removes them once they are old enough not to be another gateway's write in progress."""
+    from gateway.readmodels.registry import ReadModels
+    from gateway.readmodels.snapshot import OBJ_CHUNKS_PRE_TEMPLATE, OBJ_STREAM_TEMPLATE, SNAPSHOTS_BUCKET
+
+    js = nc.jetstream()
+    await ensure_all(js, settings)
+    await soc.ensure_soc_streams(js, settings)
+    await history(js, 50, seed=5)
+    models = ReadModels(nc, settings)
+    await models.start()
+    try:
+        orphan = OBJ_CHUNKS_PRE_TEMPLATE.format(bucket=SNAPSHOTS_BUCKET, obj="killed-midway")
+        await js.publish(orphan, b"half a snapshot")
+        stream = OBJ_STREAM_TEMPLATE.format(bucket=SNAPSHOTS_BUCKET)
+
+        async def chunk_subjects() -> set[str]:
+            info = await js.stream_info(stream, subjects_filter=f"$O.{SNAPSHOTS_BUCKET}.C.>")
+            return set(info.state.subjects or {})
+
+        assert await models.snapshots.write(models.snapshotted())  # too young: kept
+        assert orphan in await chunk_subjects()
+        models.snapshots.orphan_age_s = 0.0
+        assert await models.snapshots.write(models.snapshotted())
+        left = await chunk_subjects()
+        assert orphan not in left and len(left) == 1  # the current snapshot's chunks only
+    finally:
+        await models.stop(snapshot=False)
