@@ -432,7 +432,8 @@ class Snapshots:
                 if subject == f"{prefix}{current}":
                     continue
                 last = await self.js.get_last_msg(stream, subject)
-                if last.time is not None and (datetime.now(UTC) - last.time).total_seconds() >= self.orphan_age_s:
+                age = (datetime.now(UTC) - last.time).total_seconds() if last.time is not None else 0.0
+                if age >= self.orphan_age_s:
                     await self.js.purge_stream(stream, subject=subject)
                     log.info("snapshot.orphan_removed", subject=subject)
         except Exception as exc:  # housekeeping: never fails a snapshot
