@@ -259,6 +259,28 @@ def rss_mb(pid: int) -> tuple[float, float]:
     return current, peak
 
 
+async def replay_into(url: str, views: list) -> tuple[float, int]:
+    """Replay AOC_EVENTS into ``views`` with the gateway's own feed (one ordered consumer,
+    each event decoded once); seconds until caught up, and the last sequence applied."""
+    import nats
+
+    from gateway.readmodels.feed import EventFeed
+
+    async def nothing() -> None:
+        return None
+
+    nc = await nats.connect(url)
+    feed = EventFeed(nc, views, ensure=nothing, on_change=lambda: None)
+    started = time.perf_counter()
+    await feed.start()
+    while not feed.ready:
+        await asyncio.sleep(0.005)
+    elapsed = time.perf_counter() - started
+    await feed.stop()
+    await nc.close()
+    return elapsed, feed.last_seq
+
+
 async def wait_for_health(http: httpx.AsyncClient, proc: subprocess.Popen[bytes], timeout: float) -> dict:
     """Poll GET /health/details until the projection has replayed with no lag."""
     deadline = time.monotonic() + timeout

@@ -23,14 +23,15 @@ import statistics
 import time
 
 import nats
-from _common import fill_stream, load_average, machine_facts, nats_server, print_table
+from _common import fill_stream, load_average, machine_facts, nats_server, print_table, replay_into
 from replay import raw_replay
 
 from contracts.settings import Settings
 from contracts.streams import ensure_all
 from gateway.ask import intents
-from gateway.projections import Projection, ProjectionFeed
-from gateway.readmodels.jobs import jobs_read_model
+from gateway.readmodels.activity import ActivityView
+from gateway.readmodels.jobs import JobsView
+from gateway.readmodels.systems import SystemsView
 
 QUESTIONS = [
     "which engines are stopped?",
@@ -41,26 +42,15 @@ QUESTIONS = [
 
 
 async def jobs_replay(url: str) -> tuple[float, int, int]:
-    nc = await nats.connect(url)
-    model = jobs_read_model()
-    started = time.perf_counter()
-    await model.start(nc.jetstream())
-    await model.ready.wait()
-    elapsed = time.perf_counter() - started
-    await model.stop()
-    await nc.close()
-    return elapsed, model.view.applied_seq, len(model.view.jobs)
+    view = JobsView()
+    elapsed, applied = await replay_into(url, [view])
+    return elapsed, applied, len(view.jobs)
 
 
-async def projection(url: str, window: int) -> Projection:
-    nc = await nats.connect(url)
-    view = Projection(window=window)
-    feed = ProjectionFeed(nc, view)
-    await feed.start()
-    await feed.replayed.wait()
-    await feed.stop()
-    await nc.close()
-    return view
+async def projection(url: str, window: int) -> tuple[ActivityView, SystemsView]:
+    activity, systems = ActivityView(window=window), SystemsView()
+    await replay_into(url, [activity, systems])
+    return activity, systems
 
 
 def timed(fn, repeat: int) -> float:
@@ -95,7 +85,7 @@ async def main(args: argparse.Namespace) -> None:
         raw, jobs_rate = statistics.median(rates["raw"]), statistics.median(rates["jobs"])
         print(f"jobs model replay / raw consumer: {jobs_rate / raw:.2f} (median of {args.rounds})")
 
-        view = await projection(server.url, settings.activity_window)
+        view, systems = await projection(server.url, settings.activity_window)
         oldest = view.rows[0].id
         find_ms = timed(lambda: view.find(oldest), 20)
         newest_ms = timed(lambda: view.find(view.rows[-1].id), 20)
@@ -103,7 +93,7 @@ async def main(args: argparse.Namespace) -> None:
             f"annotation lookup over {len(view.rows):,} rows: "
             f"oldest {find_ms:.2f} ms, newest {newest_ms:.3f} ms"
         )
-        sources = intents.Sources(projection=view, heartbeat_timeout=15.0)
+        sources = intents.Sources(activity=view, systems=systems, heartbeat_timeout=15.0)
         for question in QUESTIONS:
             ms = timed(lambda q=question: intents.answer(q, sources), 10)
             print(f"ask parser {ms:8.2f} ms  {question}")

@@ -1,34 +1,42 @@
-"""Replay speed: the gateway's projection replay against a raw nats-py ordered consumer.
+"""Restarts in constant time: a real gateway killed -9 and started again, at two stream
+sizes, and the activity-log queries at both.
 
-Fills AOC_EVENTS in a throwaway nats-server with N realistic events, then, in one run
-and over the same stream, alternates:
+One nats-server, one stream that grows: for each size (10k and 200k events, or 10k and
+1M with --million), the stream is filled to that size with realistic events, then
 
-  raw      nats-py ordered consumer, callback that only counts and reads the stream
-           sequence, until num_pending == 0 (the fastest read path, NATS-NOTES.md);
-  gateway  ProjectionFeed(nc, Projection(window=activity_window)).start() and await
-           feed.replayed, exactly what the gateway does at boot.
+  raw        a bare nats-py ordered consumer reads the whole stream (the fastest read
+             path, NATS-NOTES.md): the baseline for replay speed;
+  full       `python -m gateway` with AOC_SNAPSHOTS=false: every start replays the whole
+             stream, as every start did before snapshots; ready = GET /health/details
+             says replayed with lag 0;
+  running    the gateway with snapshots (the shipped defaults) starts, writes its
+             snapshot, takes a steady trickle of events (--trickle at --rate/s), and is
+             killed -9 at an arbitrary point of that;
+  restarted  started again: it loads the snapshot and replays the tail. Its ready time,
+             the tail it read, and its RSS are the figures; then the queries:
+             activity-log?limit=100, ...&system=deploy&q=<no match>, and one page below
+             the in-memory window (the bounded stream scan), p50/p99.
 
-Then starts the real gateway process (python -m gateway) on the filled stream, waits
-for GET /health/details to say replayed with lag 0 and reads its RSS. (The real
-gateway also replays its other areas, e.g. the SOC view: its time and RSS include them.)
+Targets (issue 17): ready(large) / ready(10k) <= 1.5 after a kill -9; RSS <= 250 MB at
+1M; each activity-log query at the large size <= 1.5x the same query at 10k.
 
-Targets (issue): gateway/raw >= 0.6; gateway RSS <= 250 MB at 1M events.
-
-    .venv/bin/python bench/replay.py              # 200k events
-    .venv/bin/python bench/replay.py --million    # 1M events
+    .venv/bin/python bench/replay.py              # 10k and 200k events
+    .venv/bin/python bench/replay.py --million    # 10k and 1M (the fill takes minutes)
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
+import os
+import signal
 import statistics
 import time
 
 import httpx
 import nats
 from _common import (
+    AUTH,
     Children,
     ForeignCpu,
     child_env,
@@ -37,6 +45,7 @@ from _common import (
     load_average,
     machine_facts,
     nats_server,
+    percentile,
     print_table,
     rss_mb,
     verdict,
@@ -48,14 +57,18 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from contracts import subjects
 from contracts.settings import Settings
 from contracts.streams import ensure_all
-from gateway.projections import Projection, ProjectionFeed
 from services.launcher.natsserver import free_port
 
-RATIO_TARGET = 0.6
+RATIO_TARGET = 1.5
 RSS_TARGET_MB = 250.0
 RSS_TARGET_EVENTS = 1_000_000
-STREAM_MAX_BYTES = 8 * 1024**3  # 1M events are ~0.7 GB; never let discard=old drop any
+STREAM_MAX_BYTES = 8 * 1024**3  # 1M events are ~0.8 GB; never let discard=old drop any
 FILL_SYNC_INTERVAL = "2m"  # filling with fsync 'always' takes ages; reads don't fsync
+NO_MATCH = "xylophone"
+QUERIES = {
+    "plain": {"limit": 100},
+    "deploy+no match": {"limit": 100, "system": "deploy", "q": NO_MATCH},
+}
 
 
 async def raw_replay(url: str) -> tuple[float, int]:
@@ -63,12 +76,10 @@ async def raw_replay(url: str) -> tuple[float, int]:
     nc = await nats.connect(url)
     done = asyncio.Event()
     count = 0
-    last_seq = 0
 
     async def on_msg(msg: Msg) -> None:
-        nonlocal count, last_seq
+        nonlocal count
         meta = msg.metadata
-        last_seq = meta.sequence.stream
         count += 1
         if meta.num_pending == 0:
             done.set()
@@ -87,110 +98,209 @@ async def raw_replay(url: str) -> tuple[float, int]:
     return elapsed, count
 
 
-async def gateway_replay(url: str, settings: Settings) -> tuple[float, int]:
-    """Seconds for the gateway's own replay path (in this process), and events applied."""
-    nc = await nats.connect(url)
-    projection = Projection(window=settings.activity_window)
-    started = time.perf_counter()
-    feed = ProjectionFeed(nc, projection)
-    await feed.start()
-    await feed.replayed.wait()
-    elapsed = time.perf_counter() - started
-    await feed.stop()
-    await nc.close()
-    return elapsed, projection.applied_seq
+class Gateway:
+    """One `python -m gateway` process."""
+
+    def __init__(self, children: Children, url: str, workdir, name: str, **env: str) -> None:
+        self.port = free_port()
+        self.env = child_env(
+            url,
+            workdir / "data",
+            AOC_HTTP_PORT=str(self.port),
+            AOC_STREAM_MAX_BYTES=str(STREAM_MAX_BYTES),
+            **env,
+        )
+        self.children, self.name = children, name
+        self.http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.port}", timeout=30, headers=AUTH)
+
+    async def start(self, timeout: float) -> float:
+        """Seconds from spawning the process to 'replayed, lag 0' (imports, connect, load)."""
+        started = time.perf_counter()
+        self.proc = self.children.spawn(self.name, "gateway", self.env)
+        await wait_for_health(self.http, self.proc, timeout)
+        return time.perf_counter() - started
+
+    async def health(self) -> dict:
+        return (await self.http.get("/health/details")).json()
+
+    def kill9(self) -> None:
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    async def stop(self) -> None:
+        self.proc.terminate()
+        await asyncio.to_thread(self.proc.wait, 60)
+        await self.http.aclose()
+
+    async def latency(self, params: dict, count: int) -> tuple[float, float]:
+        samples = []
+        for _ in range(count):
+            started = time.perf_counter()
+            response = await self.http.get("/api/v1/admin/activity-log", params=params)
+            samples.append((time.perf_counter() - started) * 1000)
+            response.raise_for_status()
+        return percentile(samples, 50), percentile(samples, 99)
 
 
-async def gateway_process_rss(url: str, children: Children, workdir, timeout: float) -> tuple[float, ...]:
-    """Start `python -m gateway` on the filled stream; (seconds to ready, RSS, peak RSS)."""
-    port = free_port()
-    env = child_env(
-        url, workdir / "data", AOC_HTTP_PORT=str(port), AOC_STREAM_MAX_BYTES=str(STREAM_MAX_BYTES)
+async def trickle(js, count: int, rate: float) -> None:
+    """``count`` more events at about ``rate`` a second: a stream that keeps moving."""
+    step = max(int(rate / 10), 1)
+    sent = 0
+    while sent < count:
+        started = time.perf_counter()
+        await fill_stream(js, min(step, count - sent), batch=step)
+        sent += step
+        await asyncio.sleep(max(0.1 - (time.perf_counter() - started), 0))
+
+
+async def until_snapshot(gateway: Gateway, seq: int, timeout: float) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        written = (await gateway.health())["snapshot"].get("last_written") or {}
+        if written.get("events_seq", 0) >= seq:
+            return written
+        await asyncio.sleep(0.5)
+    raise TimeoutError(f"no snapshot at seq >= {seq} within {timeout:g} s")
+
+
+async def measure_size(args, server, workdir, children, js, size: int) -> dict:
+    info = await js.stream_info(subjects.EVENTS_STREAM)
+    fill_s = await fill_stream(js, size - info.state.messages)
+    print(f"\n== {size:,} events (filled {size - info.state.messages:,} in {fill_s:.1f} s)")
+    row: dict = {"size": size}
+
+    seconds, read = await raw_replay(server.url)
+    row["raw_rate"] = read / seconds
+    print(f"raw ordered consumer: {read:,} events in {seconds:.2f} s ({read / seconds:,.0f} ev/s)")
+
+    full = Gateway(children, server.url, workdir, f"full-{size}", AOC_SNAPSHOTS="false")
+    row["full_ready"] = await full.start(args.timeout)
+    row["full_rate"] = size / row["full_ready"]
+    await full.stop()
+    print(f"full replay (no snapshot, as before): ready after {row['full_ready']:.1f} s")
+
+    running = Gateway(children, server.url, workdir, f"running-{size}")
+    await running.start(args.timeout)
+    written = await until_snapshot(running, size, args.snapshot_wait)
+    row["snapshot"] = written
+    print(
+        f"snapshot written at seq {written['events_seq']:,}: {written['bytes'] / 2**20:.1f} MB, "
+        f"cut {written['cut_ms']:.1f} ms on the loop, encode {written['encode_ms']:.0f} ms in a thread "
+        f"(longest loop stall meanwhile {written['loop_stall_ms']:.1f} ms), put {written['put_ms']:.0f} ms"
     )
-    started = time.perf_counter()
-    proc = children.spawn("gateway", "gateway", env)
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
-        await wait_for_health(http, proc, timeout)
-    ready = time.perf_counter() - started
+    await trickle(js, args.trickle, args.rate)
+    running.kill9()
+    print(f"{args.trickle:,} more events at ~{args.rate:.0f}/s, then kill -9")
+
+    restarted = Gateway(children, server.url, workdir, f"restarted-{size}")
+    row["ready"] = await restarted.start(args.timeout)
+    health = await restarted.health()
     await asyncio.sleep(0.5)  # let the allocator settle before reading RSS
-    return (ready, *rss_mb(proc.pid))
+    row["rss"], row["peak"] = rss_mb(restarted.proc.pid)
+    row["loaded"] = health["snapshot"]
+    row["tail"] = health["projection"]["replayed_events"]
+    print(
+        f"restarted: ready after {row['ready']:.2f} s, snapshot loaded: {health['snapshot']['loaded']} "
+        f"({health['snapshot'].get('load_ms', 0):.0f} ms), tail {row['tail']:,} events; "
+        f"RSS {row['rss']:.0f} MB (peak {row['peak']:.0f})"
+    )
+    for name, params in QUERIES.items():
+        await restarted.latency(params, 20)  # warm up
+        row[name] = await restarted.latency(params, args.requests)
+    page = (await restarted.http.get("/api/v1/admin/activity-log", params={"limit": 1})).json()
+    oldest = page["oldest_seq_in_memory"]
+    if oldest > 1:
+        params = {"limit": 100, "before": oldest}
+        row["stream page"] = await restarted.latency(params, max(args.requests // 10, 5))
+        scanned = (await restarted.http.get("/api/v1/admin/activity-log", params=params)).json()["scanned"]
+        row["scanned"] = scanned["to_seq"] - scanned["from_seq"] + 1
+    await restarted.stop()
+    return row
 
 
 async def main(args: argparse.Namespace) -> None:
-    events = 1_000_000 if args.million else args.events
-    print(f"AOC replay benchmark: {events:,} events, {args.rounds} rounds")
+    sizes = args.sizes or ([10_000, 1_000_000] if args.million else [10_000, 200_000])
+    print(f"AOC restart benchmark: stream sizes {', '.join(f'{s:,}' for s in sizes)}")
     print(f"machine: {machine_facts()}; load average {load_average()}")
     settings = Settings(stream_max_bytes=STREAM_MAX_BYTES)
-    with nats_server(FILL_SYNC_INTERVAL, keep=args.keep) as (server, workdir), Children(workdir) as children:
+    rows = []
+    with (
+        nats_server(FILL_SYNC_INTERVAL, keep=args.keep) as (server, workdir),
+        Children(workdir) as children,
+        ForeignCpu() as foreign,
+    ):
         nc = await nats.connect(server.url)
         js = nc.jetstream()
         await ensure_all(js, settings)
-        fill_s = await fill_stream(js, events)
-        info = await js.stream_info(subjects.EVENTS_STREAM)
+        for size in sizes:
+            rows.append(await measure_size(args, server, workdir, children, js, size))
         await nc.close()
-        assert info.state.messages == events, f"stream holds {info.state.messages} events, not {events}"
-        print(
-            f"filled {events:,} events ({info.state.bytes / 2**20:.0f} MB, "
-            f"{info.state.bytes / events:.0f} B/event) in {fill_s:.1f} s ({events / fill_s:,.0f} ev/s), "
-            f"nats-server sync_interval={FILL_SYNC_INTERVAL} (replay reads do not depend on it)"
-        )
-
-        rates: dict[str, list[float]] = {"raw": [], "gateway": []}
-        table = []
-        with ForeignCpu() as foreign:
-            for round_no in range(1, args.rounds + 1):
-                for name in ("raw", "gateway"):
-                    gc.collect()
-                    if name == "raw":
-                        seconds, seen = await raw_replay(server.url)
-                    else:
-                        seconds, seen = await gateway_replay(server.url, settings)
-                    assert seen == events, f"{name} read {seen} of {events} events"
-                    rates[name].append(events / seconds)
-                    table.append([str(round_no), name, f"{seconds:.2f}", f"{events / seconds:,.0f}"])
-        print()
-        print_table(["round", "path", "seconds", "events/s"], table)
-        print(f"noise: {foreign}")
-
-        print()
-        summary = []
-        for name, label in (("raw", "raw ordered consumer"), ("gateway", "gateway ProjectionFeed")):
-            best, median = max(rates[name]), statistics.median(rates[name])
-            summary.append([label, f"{best:,.0f}", f"{median:,.0f}"])
-        # best vs best: the least disturbed run of each; per round: neighbours in time
-        best_ratio = max(rates["gateway"]) / max(rates["raw"])
-        round_ratio = statistics.median(g / r for g, r in zip(rates["gateway"], rates["raw"], strict=True))
-        summary.append(["ratio gateway/raw", f"{best_ratio:.2f}", f"{round_ratio:.2f} (per round)"])
-        print_table(["events/s", "best", "median"], summary)
-
-        print()
-        print("starting `python -m gateway` on the filled stream ...")
-        ready_s, rss, peak = await gateway_process_rss(server.url, children, workdir, args.timeout)
-        print(
-            f"gateway process: /health/details replayed with lag 0 after {ready_s:.1f} s "
-            f"(imports + connect + replay); RSS {rss:.0f} MB, peak {peak:.0f} MB"
-        )
         slow = (workdir / "nats.log").read_text(errors="replace").count("Slow Consumer")
-        drops = (workdir / "gateway.log").read_text(errors="replace").count("nats.disconnected")
-        if slow or drops:
-            print(f"  note: nats-server saw {slow} slow consumer(s); the gateway lost NATS {drops} time(s)")
+    print(f"\nnoise: {foreign}; load average now {load_average()}")
+    if slow:
+        print(f"note: nats-server saw {slow} slow consumer(s)")
 
-    rss_note = "" if events >= RSS_TARGET_EVENTS else f" (target is for {RSS_TARGET_EVENTS:,} events)"
-    print(
-        f"\nRESULT {events:,} events: ratio {best_ratio:.2f} (best vs best; per-round median "
-        f"{round_ratio:.2f}) vs >= {RATIO_TARGET}: {verdict(best_ratio >= RATIO_TARGET)}; "
-        f"gateway RSS {rss:.0f} MB (peak {peak:.0f}) vs <= {RSS_TARGET_MB:.0f} MB: "
-        f"{verdict(peak <= RSS_TARGET_MB)}{rss_note}"
+    base = rows[0]
+    print()
+    print_table(
+        ["events", "raw ev/s", "full replay s", "kill -9 -> ready s", "tail", "RSS MB (peak)"],
+        [
+            [
+                f"{r['size']:,}",
+                f"{r['raw_rate']:,.0f}",
+                f"{r['full_ready']:.1f}",
+                f"{r['ready']:.2f}",
+                f"{r['tail']:,}",
+                f"{r['rss']:.0f} ({r['peak']:.0f})",
+            ]
+            for r in rows
+        ],
     )
+    print()
+    header = ["events", *(f"{name} p50/p99 ms" for name in QUERIES), "stream page p50/p99 ms"]
+    table = []
+    for r in rows:
+        cells = [f"{r['size']:,}"] + [f"{r[name][0]:.2f} / {r[name][1]:.2f}" for name in QUERIES]
+        page = r.get("stream page")
+        cells.append(f"{page[0]:.1f} / {page[1]:.1f} ({r['scanned']:,} seqs)" if page else "—")
+        table.append(cells)
+    print_table(header, table)
+
+    print()
+    for r in rows[1:]:
+        ratio = r["ready"] / base["ready"]
+        full_ratio = r["full_ready"] / base["full_ready"]
+        rss_note = "" if r["size"] >= RSS_TARGET_EVENTS else f" (target is for {RSS_TARGET_EVENTS:,})"
+        print(
+            f"RESULT {r['size']:,} vs {base['size']:,} events: ready after kill -9 {r['ready']:.2f} s vs "
+            f"{base['ready']:.2f} s = x{ratio:.2f} (<= {RATIO_TARGET}: {verdict(ratio <= RATIO_TARGET)}); "
+            f"a full replay would be x{full_ratio:.1f} ({r['full_ready']:.1f} s); "
+            f"RSS {r['rss']:.0f} MB (peak {r['peak']:.0f}) <= {RSS_TARGET_MB:.0f}: "
+            f"{verdict(r['peak'] <= RSS_TARGET_MB)}{rss_note}"
+        )
+        for name in QUERIES:
+            q_ratio = r[name][0] / base[name][0]
+            print(
+                f"RESULT activity-log {name}: p50 {r[name][0]:.2f} ms vs {base[name][0]:.2f} ms at "
+                f"{base['size']:,} = x{q_ratio:.2f} (<= {RATIO_TARGET}: {verdict(q_ratio <= RATIO_TARGET)})"
+            )
+        print(
+            f"       full replay {r['full_rate']:,.0f} ev/s incl. start-up vs raw consumer "
+            f"{r['raw_rate']:,.0f} ev/s (x{r['full_rate'] / r['raw_rate']:.2f})"
+        )
+    print(f"median restart {statistics.median(r['ready'] for r in rows):.2f} s")
 
 
 def parse_args() -> argparse.Namespace:
     formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
-    parser.add_argument("--events", type=int, default=200_000, help="events to fill (default 200000)")
-    parser.add_argument("--million", action="store_true", help="fill 1,000,000 events")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating raw/gateway rounds (default 3)")
-    parser.add_argument("--timeout", type=float, default=600.0, help="max seconds for the gateway to boot")
+    parser.add_argument("--million", action="store_true", help="sizes 10k and 1M")
+    parser.add_argument("--sizes", type=int, nargs="+", help="stream sizes, smallest first")
+    parser.add_argument("--trickle", type=int, default=2000, help="events between snapshot and kill -9")
+    parser.add_argument("--rate", type=float, default=400.0, help="events per second of the trickle")
+    parser.add_argument("--requests", type=int, default=300, help="requests per query")
+    parser.add_argument("--timeout", type=float, default=900.0, help="max seconds for a gateway to be ready")
+    parser.add_argument("--snapshot-wait", type=float, default=120.0, help="max seconds for its snapshot")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (store and logs)")
     return parser.parse_args()
 

@@ -149,7 +149,27 @@ class Settings(BaseSettings):
 
     # --- gateway ------------------------------------------------------------------------
     activity_window: int = Field(
-        100_000, ge=1000, description="Activity rows the gateway keeps in memory (older: aoc audit replay)."
+        100_000,
+        ge=1000,
+        description="Activity rows the gateway keeps in memory (older ones: a bounded scan of the stream).",
+    )
+    activity_scan_limit: int = Field(
+        2000,
+        ge=100,
+        le=100_000,
+        description="Stream sequences one activity-log page may read below the in-memory window.",
+    )
+    snapshots: bool = Field(
+        True, description="The gateway loads and writes read-model snapshots (false: full replay at start)."
+    )
+    snapshot_every_events: int = Field(
+        50_000, ge=100, description="Snapshot the gateway's read models after this many new events..."
+    )
+    snapshot_interval_s: float = Field(
+        30.0, gt=0, description="... or this many seconds after the last one, if any event came since."
+    )
+    snapshot_store_max_bytes: int = Field(
+        1024**3, gt=0, description="Size cap of the snapshot object store (aoc_snapshots)."
     )
 
     # --- HTTP authentication and authorization (docs/security.md) -----------------------

@@ -20,7 +20,10 @@ from prometheus_client import CollectorRegistry
 
 from contracts.settings import Settings, get_settings
 from gateway.control import CommandRefused, EngineTimeout, UnknownSystem
+from gateway.inventory import RoutesResponder
 from gateway.routes import route_modules
+from gateway.routes import siem as siem_routes
+from gateway.routes import webhooks as webhook_routes
 from gateway.routes.prometheus import BusCollector, HttpMetrics
 from gateway.security import api as auth_api
 from gateway.security.access import AccessGuard, AccessMiddleware, verify_route_access
@@ -40,18 +43,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         gateway = GatewayState(settings)
-        await gateway.open()
+        await gateway.open()  # the read models are loaded and following when it returns
+        gateway.siem = await siem_routes.open_view(gateway)
+        gateway.webhooks = await webhook_routes.open_area(gateway)
         app.state.gateway = gateway
-        for module in modules:
-            if hasattr(module, "on_startup"):
-                await module.on_startup(gateway)
+        # the integrity scan asks for the API routes (app.routes nests included routers)
+        routes = RoutesResponder(gateway.nc, [route for module in modules for route in module.router.routes])
+        await routes.start()
         await barrier(gateway.nc)  # its subscriptions are in before it serves a request
         try:
             yield
         finally:
-            for module in reversed(modules):
-                if hasattr(module, "on_shutdown"):
-                    await module.on_shutdown(gateway)
+            await routes.stop()
             await gateway.close()
 
     docs = settings.docs

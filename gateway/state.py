@@ -1,5 +1,5 @@
-"""Everything the gateway holds while it runs: the NATS connection, the projection and
-its feed, the control client. Created in the app's lifespan, never at import."""
+"""Everything the gateway holds while it runs: the NATS connection, the read models
+(gateway/readmodels), the control client. Created in the app's lifespan, never at import."""
 
 from __future__ import annotations
 
@@ -17,21 +17,21 @@ from nats.errors import SlowConsumerError
 from contracts import subjects
 from contracts.commands import CommandError, CommandReply, decode_command
 from contracts.events import encode
+from contracts.factory import ensure_factory_streams
 from contracts.settings import Settings
 from contracts.streams import command_ids_bucket, ensure_all
 from contracts.systems import ALL, SYSTEMS
+from gateway.ask.area import AskArea
 from gateway.cluster_view import nats_servers
 from gateway.control import ControlClient, UnknownSystem
-from gateway.projections import Projection, ProjectionFeed
-from gateway.readmodels.base import ReadModel
-from gateway.readmodels.jobs import jobs_read_model
+from gateway.readmodels.history import History
+from gateway.readmodels.registry import ReadModels
 from services.runtime.bus import EventPublisher, barrier, connect
 from services.runtime.drops import DropCounter
 from services.runtime.idempotency import CommandLedger
 
 log = structlog.get_logger()
 
-REPLAY_WAIT = 120.0  # how long start-up waits for the replay before serving a partial view
 # The unknown-system guard sees every control message (it subscribes aoc.ctl.*.*[.*]):
 # explicit limits, so what it cannot keep up with is dropped, counted and answered
 GUARD_PENDING_MSGS = 65_536
@@ -43,7 +43,6 @@ AUDIT_ALERT_EVERY_S = 60.0
 class GatewayState:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.projection = Projection(window=settings.activity_window)
         self.live_connections = 0
         self.started = time.time()
         self._stream_info: tuple[float, dict[str, Any]] = (0.0, {})
@@ -51,10 +50,11 @@ class GatewayState:
         self._audit_alerted = 0.0
         self._servers_info: tuple[float, dict[str, Any]] = (0.0, {})
         self._subs: list[Any] = []
-        # per-area state that route modules attach in their on_startup hook
-        self.areas: dict[str, Any] = {}
-        # read models with the ReadModel protocol (gateway/readmodels), by name
-        self.readmodels: dict[str, ReadModel] = {model.name: model for model in (jobs_read_model(),)}
+        self.models: ReadModels  # every read model, typed (gateway/readmodels/registry.py)
+        self.history: History  # the activity log below the in-memory window
+        self.ask: AskArea | None = None  # POST /api/v1/ask, when AOC_AI_FEATURES_ENABLED
+        self.siem: Any = None  # the SIEM service's status (gateway/routes/siem.py, opened by the app)
+        self.webhooks: Any = None  # webhook sources and deliveries (gateway/routes/webhooks.py)
         self.drops = DropCounter()
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -70,10 +70,12 @@ class GatewayState:
             fold_window=self.settings.refusal_fold_window_s,
             ledger=CommandLedger(buckets["commands"], command_ids_bucket(self.settings).bucket, "http"),
         )
-        self.feed = ProjectionFeed(self.nc, self.projection)
-        await self.feed.start()
-        for model in self.readmodels.values():
-            await model.start(self.js)
+        await ensure_factory_streams(self.js, self.settings)  # requirements are queued there
+        self.models = ReadModels(self.nc, self.settings)
+        await self.models.start()  # snapshot + tail (or a full replay), then live
+        self.history = History(self.js, self.settings.activity_scan_limit)
+        if self.settings.ai_features_enabled:
+            self.ask = await AskArea.open(self.js, self.settings)
         for wildcard in (subjects.ctl_wildcard("*"), subjects.ctl_user_wildcard("*")):
             self._subs.append(
                 await self.nc.subscribe(
@@ -84,44 +86,14 @@ class GatewayState:
                 )
             )
         self._subs.append(await self.nc.subscribe(subjects.GATEWAY_HEALTH, cb=self._answer_health))
-        await barrier(self.nc)  # the server has these subscriptions before open returns
-        self._watchdog = asyncio.create_task(self._resubscribe_after_reconnect())
-        await barrier(self.nc)  # the guard subscriptions are in before anyone relies on them
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.feed.replayed.wait(), REPLAY_WAIT)
-        for model in self.readmodels.values():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(model.ready.wait(), REPLAY_WAIT)
         await barrier(self.nc)  # its control subscriptions are in before open returns (like the engines')
-        log.info("gateway.ready", applied_seq=self.projection.applied_seq, rows=len(self.projection.rows))
-
-    async def _resubscribe_after_reconnect(self) -> None:
-        # A restarted nats-server forgets the ordered consumers behind the projection
-        # feed, and nats-py does not recreate them: after every reconnect, make sure the
-        # streams exist and follow again from the last applied sequence.
-        seen = self.nc.stats["reconnects"]
-        while True:
-            await asyncio.sleep(0.5)
-            if self.nc.stats["reconnects"] == seen or not self.nc.is_connected:
-                continue
-            seen = self.nc.stats["reconnects"]
-            try:
-                await ensure_all(self.js, self.settings, converge=True)
-                await self.feed.resubscribe()
-                for model in self.readmodels.values():
-                    await model.stop()
-                    await model.start(self.js)
-                log.info("gateway.resubscribed", applied_seq=self.projection.applied_seq)
-            except Exception:
-                log.exception("gateway.resubscribe_failed")
-                seen -= 1  # try again on the next tick
+        log.info(
+            "gateway.ready", applied_seq=self.models.events.last_seq, rows=len(self.models.activity.rows)
+        )
 
     async def close(self) -> None:
-        self._watchdog.cancel()
         await self.control.close()
-        await self.feed.stop()
-        for model in self.readmodels.values():
-            await model.stop()
+        await self.models.stop()
         for sub in self._subs:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
@@ -273,17 +245,18 @@ class GatewayState:
         return cached
 
     async def view_status(self) -> dict[str, Any]:
+        events = self.models.events
         stream = await self.stream_state()
-        last_seq = stream.get("last_seq", self.projection.applied_seq)
-        lag = max(last_seq - self.projection.applied_seq, self.feed.pending)
+        last_seq = stream.get("last_seq", events.last_seq)
+        lag = max(last_seq - events.last_seq, events.pending, 0)
         connected = self.nc.is_connected
         return {
             "nats_connected": connected,
-            "replayed": self.feed.replayed.is_set(),
-            "applied_seq": self.projection.applied_seq,
+            "replayed": events.ready,
+            "applied_seq": events.last_seq,
             "stream_last_seq": last_seq,
             "lag": lag,
-            "stale": not connected or not self.feed.replayed.is_set(),
+            "stale": not connected or not events.ready,
         }
 
     async def health(self) -> dict[str, Any]:
@@ -311,22 +284,22 @@ class GatewayState:
                 "applied_seq": view["applied_seq"],
                 "lag": view["lag"],
                 "replayed": view["replayed"],
-                "rows_in_memory": len(self.projection.rows),
-            },
-            "readmodels": {
-                name: {"ready": model.ready.is_set(), "lag": model.lag}
-                for name, model in self.readmodels.items()
+                "rows_in_memory": len(self.models.activity.rows),
+                "from_snapshot": self.models.loaded is not None,
+                "replayed_events": self.models.events.applied,
             },
             "audit": audit,
             "alerts": alerts,
+            **self.models.health(),  # readmodels, sources, snapshot
             "uptime_seconds": round(time.time() - self.started, 1),
         }
 
     async def wait_for_state(self, system: str, state: str, timeout: float = 1.0) -> None:
         """Read-your-writes: after a command, wait until the view shows its result."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            life = self.projection.lifecycle.get(system)
-            if life is not None and life.state == state:
-                return
-            await self.feed.wait_changed(deadline - time.monotonic())
+        lifecycle = self.models.systems.lifecycle
+
+        def shows_it() -> bool:
+            life = lifecycle.get(system)
+            return life is not None and life.state == state
+
+        await self.models.wait_until(shows_it, timeout)

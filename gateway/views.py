@@ -1,4 +1,4 @@
-"""Read models built from the projection: dashboard and metrics (pure functions)."""
+"""The dashboard and the metrics, from the systems view (pure functions)."""
 
 from __future__ import annotations
 
@@ -9,28 +9,34 @@ import msgspec
 
 from contracts.events import ProcessMetrics
 from contracts.systems import SYSTEMS
-from gateway.projections import Projection
+from gateway.isotime import iso
+from gateway.readmodels.systems import SystemsView
+
+__all__ = ["dashboard", "iso", "last_crash", "metrics", "nats_pool", "system_state", "system_view"]
+
+SETTLES = {"stopping": "stopped", "starting": "running"}  # a transient state -> where it ends
 
 
-def iso(moment: datetime | None) -> str | None:
-    return moment.isoformat().replace("+00:00", "Z") if moment else None
-
-
-def system_state(projection: Projection, slug: str, now: datetime, heartbeat_timeout: float) -> str:
+def system_state(projection: SystemsView, slug: str, now: datetime, heartbeat_timeout: float) -> str:
     beat = projection.heartbeats.get(slug)
     if beat is None or (now - beat.received).total_seconds() > heartbeat_timeout:
         return "unreachable"
     life = projection.lifecycle.get(slug)
-    # the later of the two says what the engine is now; both come from the engine's clock
-    if life is not None and datetime.fromisoformat(life.time) >= beat.beat.time:
+    said = beat.beat.status.state
+    # the later of the two says what the engine is now; both come from the engine's clock.
+    # A beat sent mid-transition ("stopping") may be later than the settled event it
+    # leads to ("stopped"): the settled state wins then.
+    if life is not None and (
+        datetime.fromisoformat(life.time) >= beat.beat.time or SETTLES.get(said) == life.state
+    ):
         return life.state
-    return beat.beat.status.state
+    return said
 
 
 CRASH_NOTICE_S = 600.0  # how long a card says "restarted N s ago after a crash"
 
 
-def last_crash(projection: Projection, slug: str, now: datetime) -> dict[str, Any] | None:
+def last_crash(projection: SystemsView, slug: str, now: datetime) -> dict[str, Any] | None:
     crash = projection.crashes.get(slug)
     if crash is None:
         return None
@@ -41,7 +47,9 @@ def last_crash(projection: Projection, slug: str, now: datetime) -> dict[str, An
     return {"type": crash.type, "time": crash.time, "age_seconds": age, "detail": crash.detail}
 
 
-def system_view(projection: Projection, slug: str, now: datetime, heartbeat_timeout: float) -> dict[str, Any]:
+def system_view(
+    projection: SystemsView, slug: str, now: datetime, heartbeat_timeout: float
+) -> dict[str, Any]:
     info = SYSTEMS[slug]
     state = system_state(projection, slug, now, heartbeat_timeout)
     view: dict[str, Any] = {
@@ -71,12 +79,15 @@ def system_view(projection: Projection, slug: str, now: datetime, heartbeat_time
             heartbeat_age_seconds=round((now - beat.received).total_seconds(), 1),
         )
     view["desired"] = life.desired if life else (beat.beat.status.desired if beat else None)
+    instances = projection.instances_of(slug, now, heartbeat_timeout)
+    view["instances"] = len(instances)  # live instances of the engine (the lease: one is active)
+    view["instances_active"] = sum(instance["role"] == "active" for instance in instances)
     view["last_crash"] = last_crash(projection, slug, now)
     return view
 
 
 def dashboard(
-    projection: Projection, *, heartbeat_timeout: float, view_status: dict[str, Any]
+    projection: SystemsView, *, heartbeat_timeout: float, view_status: dict[str, Any]
 ) -> dict[str, Any]:
     now = datetime.now(UTC)
     systems = {slug: system_view(projection, slug, now, heartbeat_timeout) for slug in SYSTEMS}
@@ -124,7 +135,7 @@ def nats_pool(nc: Any) -> dict[str, Any]:
 
 
 def metrics(
-    projection: Projection,
+    projection: SystemsView,
     *,
     gateway: ProcessMetrics,
     heartbeat_timeout: float,

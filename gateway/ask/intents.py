@@ -24,7 +24,9 @@ from typing import Any
 
 from contracts.systems import SYSTEMS
 from gateway import views
-from gateway.projections import ActivityRow, Projection
+from gateway.isotime import iso
+from gateway.readmodels.activity import ActivityRow, ActivityView
+from gateway.readmodels.systems import SystemsView
 
 MAX_ROWS = 50  # rows returned (and shown to an LLM) per answer
 HISTORY_DEFAULT = timedelta(hours=1)
@@ -85,9 +87,10 @@ _REASON = re.compile(r"\(reason: (.*)\)$", re.S)
 class Sources:
     """What the parser may read: the gateway's read models, passed in (no I/O here)."""
 
-    projection: Projection
+    activity: ActivityView
+    systems: SystemsView
     heartbeat_timeout: float
-    alerts: Any = None  # gateway.soc_projection.SocProjection, when the SOC area is up
+    alerts: Any = None  # gateway.readmodels.soc.AlertsView
     jobs: Any = None  # gateway.readmodels.jobs.JobsView
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
 
@@ -192,7 +195,7 @@ def answer(question: str, sources: Sources) -> Answer:
 
 
 def engines_in_state(state: str, sources: Sources) -> Answer:
-    board = views.dashboard(sources.projection, heartbeat_timeout=sources.heartbeat_timeout, view_status={})
+    board = views.dashboard(sources.systems, heartbeat_timeout=sources.heartbeat_timeout, view_status={})
     rows = [
         {
             "system": slug,
@@ -212,16 +215,16 @@ def engines_in_state(state: str, sources: Sources) -> Answer:
     return Answer("engines_in_state", text, rows, ["dashboard"])
 
 
-def _row(row: ActivityRow, projection: Projection) -> dict[str, Any]:
+def _row(row: ActivityRow, activity: ActivityView) -> dict[str, Any]:
     entry = row.as_dict()
-    tags = projection.tags_of(row.id)
+    tags = activity.tags_of(row.id)
     if tags:
         entry["tags"] = tags
     return entry
 
 
 def who_changed(system: str, verb: str, sources: Sources) -> Answer:
-    projection = sources.projection
+    projection = sources.activity
     action = f"command_{verb}"
     for row in reversed(projection.rows):
         if row.system == system and row.action == action and row.result == "accepted":
@@ -231,7 +234,7 @@ def who_changed(system: str, verb: str, sources: Sources) -> Answer:
                 verb
             ]
             why = f'; reason given: "{reason}"' if reason else "; no reason was given"
-            life = projection.lifecycle.get(system)
+            life = sources.systems.lifecycle.get(system)
             now_state = f" It is {life.state} now." if life else ""
             text = f"{row.actor} {past} {system} at {row.time}{why}.{now_state}"
             return Answer("who_changed", text, [_row(row, projection)], ["activity"])
@@ -245,7 +248,7 @@ def who_changed(system: str, verb: str, sources: Sources) -> Answer:
 
 
 def _window(since: datetime | None, until: datetime | None, label: str | None) -> dict[str, str | None]:
-    return {"since": views.iso(since), "until": views.iso(until), "label": label}
+    return {"since": iso(since), "until": iso(until), "label": label}
 
 
 def system_history(
@@ -253,9 +256,9 @@ def system_history(
 ) -> Answer:
     if since is None:
         since, label = sources.now - HISTORY_DEFAULT, "last hour"
-    projection = sources.projection
+    projection = sources.activity
     rows = projection.activity(
-        limit=100_000, system=system, since=views.iso(since), until=views.iso(until) if until else None
+        limit=100_000, system=system, since=iso(since), until=iso(until) if until else None
     )
     if not rows:
         return Answer(
@@ -285,12 +288,12 @@ def failures(
 ) -> Answer:
     if since is None:
         since, label = sources.now - HISTORY_DEFAULT, "last hour"
-    projection = sources.projection
+    projection = sources.activity
     found = [
         row
         for result in ("failed", "rejected")
         for row in projection.activity(
-            limit=100_000, system=system, result=result, since=views.iso(since), until=views.iso(until)
+            limit=100_000, system=system, result=result, since=iso(since), until=iso(until)
         )
     ]
     found.sort(key=lambda row: row.seq, reverse=True)
@@ -316,8 +319,8 @@ def alerts_count(
         limit=1_000_000,
         status=status,
         decision=decision,
-        since=views.iso(since),
-        until=views.iso(until),
+        since=iso(since),
+        until=iso(until),
     )
     what = (status or decision or "triaged").replace("_", " ")
     what = {"auto resolve": "auto-resolved", "escalate": "escalated"}.get(what, what)

@@ -1,13 +1,14 @@
-"""The read-model protocol, and the follower that feeds a pure view from AOC_EVENTS.
+"""What every read model shares: the protocol, the event as views see it, and the signal
+that wakes readers when a view changes.
 
-A read model replays the stream from the start (or from where it stopped, after a
-reconnect), then keeps following it live on the same ordered consumer with a callback
-(the fast read path, NATS-NOTES.md). ``ready`` is set once the replay has caught up;
-``lag`` counts the events the stream holds that the view has not applied yet.
+Two kinds of read model, one protocol (``ReadModel``: ``name``, ``ready``, ``lag``,
+``start``, ``stop``):
 
-The view itself does no I/O: ``apply(seq, event_type, data)`` for each event it asked
-for, ``applied_seq`` for the last stream sequence it has seen (applying a sequence twice
-is a no-op, so a resubscription may overlap).
+- **sources** do the I/O: ``EventFeed`` (AOC_EVENTS, read once for every view),
+  ``StreamSource`` (AOC_HEARTBEATS, AOC_FEEDBACK) and ``KvMirror`` (advisory buckets);
+- **views** are pure: they fold what their sources hand them (``apply``) and answer
+  reads from memory. A view's ``ready`` and ``lag`` are those of the sources that feed
+  it; starting and stopping a view is starting and stopping its sources.
 """
 
 from __future__ import annotations
@@ -15,101 +16,115 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, Protocol
 
-import structlog
-from nats.aio.msg import Msg
-from nats.js import JetStreamContext
-from nats.js.api import ConsumerConfig, DeliverPolicy
+import msgspec
 
-from contracts import subjects
-from gateway.projections import ChangeSignal
-
-log = structlog.get_logger()
+from contracts.events import Summary
 
 
 class ReadModel(Protocol):
     name: str
-    ready: asyncio.Event  # set once its replay has caught up with the stream
 
-    async def start(self, js: JetStreamContext) -> None: ...  # replay, then follow live
+    @property
+    def ready(self) -> bool: ...  # replayed (or loaded) up to what the stream held at start
+
+    @property
+    def lag(self) -> int: ...  # messages the stream holds that are not applied yet
+
+    async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
 
+
+class FeedEvent(msgspec.Struct):
+    """The envelope fields the views read, decoded once per event for all of them; the
+    time stays the string the producer wrote (no parse on the replay path)."""
+
+    id: str
+    source: str
+    type: str
+    system: str
+    time: str
+    summary: Summary
+    actor: str = "system"
+    correlation_id: str = ""
+    schema_version: int = 1
+    data: msgspec.Raw = msgspec.Raw(b"{}")
+    epoch: int = 0
+    instance: str = ""
+
+
+decode_feed_event = msgspec.json.Decoder(FeedEvent).decode
+
+
+class View:
+    """A pure view fed by sources. Subclasses name the events they fold:
+    ``event_types`` (by type, the last subject token) and/or ``systems`` (every event
+    of those systems); both None = every event."""
+
+    name: ClassVar[str] = ""
+    event_types: ClassVar[frozenset[str] | None] = None
+    systems: ClassVar[frozenset[str] | None] = None
+
+    def __init__(self) -> None:
+        self._sources: list[ReadModel] = []
+
+    def wants(self, system: str, event_type: str) -> bool:
+        types, systems = self.event_types, self.systems
+        if types is None and systems is None:
+            return True
+        return (types is not None and event_type in types) or (systems is not None and system in systems)
+
+    def apply(self, seq: int, event: FeedEvent, raw: bytes) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # --- the protocol, from the sources ------------------------------------------------
+
+    def fed_by(self, *sources: ReadModel) -> None:
+        self._sources.extend(sources)
+
     @property
-    def lag(self) -> int: ...  # events known to the stream but not applied yet
+    def sources(self) -> Sequence[ReadModel]:
+        return self._sources
 
-
-class View(Protocol):
-    applied_seq: int
-
-    def apply(self, seq: int, event_type: str, data: bytes) -> None: ...
-
-
-class FollowedView:
-    """A ReadModel for one pure ``View``, fed the event types it names (by the last token
-    of the subject, aoc.evt.<system>.<type>, so other events cost no decoding)."""
-
-    def __init__(self, name: str, view: View, event_types: frozenset[str]) -> None:
-        self.name = name
-        self.view = view
-        self.event_types = event_types
-        self.ready = asyncio.Event()
-        self._known_last = 0
-        self._sub: Any = None
-        self._changed = ChangeSignal()
+    @property
+    def ready(self) -> bool:
+        return all(source.ready for source in self._sources)
 
     @property
     def lag(self) -> int:
-        return max(self._known_last - self.view.applied_seq, 0)
+        return max((source.lag for source in self._sources), default=0)
 
-    async def start(self, js: JetStreamContext) -> None:
-        info = await js.stream_info(subjects.EVENTS_STREAM)
-        self._known_last = max(self._known_last, info.state.last_seq)
-        view, wanted = self.view, self.event_types
-        if info.state.messages == 0 or view.applied_seq >= info.state.last_seq:
-            self.ready.set()
 
-        async def on_event(msg: Msg) -> None:
-            meta = msg.metadata
-            seq = meta.sequence.stream
-            if seq > view.applied_seq:
-                event_type = msg.subject.rsplit(".", 1)[-1]
-                if event_type in wanted:
-                    try:
-                        view.apply(seq, event_type, msg.data)
-                    except Exception:  # one bad event must not stop the view
-                        log.exception("readmodel.apply_failed", model=self.name, seq=seq)
-                view.applied_seq = max(view.applied_seq, seq)
-            self._known_last = max(self._known_last, seq + meta.num_pending)
-            if meta.num_pending == 0:
-                self.ready.set()
-            if self.ready.is_set():
-                self._changed.notify()
+class ChangeSignal:
+    """Wakes everyone waiting for a view to change (read-your-writes, the SSE stream).
+    Each change swaps in a fresh event, so no waiter can clear another's wake-up."""
 
-        start = view.applied_seq + 1
-        config = (
-            ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start)
-            if start > 1
-            else ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
-        )
-        self._sub = await js.subscribe(
-            subjects.EVENTS_SUBJECTS, ordered_consumer=True, cb=on_event, config=config
-        )
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
 
-    async def stop(self) -> None:
-        if self._sub is not None:
-            with contextlib.suppress(Exception):
-                await self._sub.unsubscribe()
-            self._sub = None
+    def notify(self) -> None:
+        self._event.set()
+        self._event = asyncio.Event()
 
-    async def wait_until(self, condition: Callable[[], bool], timeout: float) -> bool:
-        """Read-your-writes: wait (bounded) until ``condition()`` holds on the view."""
+    async def wait(self, timeout: float) -> bool:
+        """True when a change came within ``timeout`` seconds."""
+        event = self._event
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(timeout, 0)):
+                await event.wait()
+            return True
+        return False
+
+    async def until(self, condition: Callable[[], Any], timeout: float) -> Any:
+        """The first truthy ``condition()`` within ``timeout`` seconds (checked at every
+        change), else its last (falsy) value."""
         deadline = time.monotonic() + timeout
-        while not condition():
+        while True:
+            found = condition()
             left = deadline - time.monotonic()
-            if left <= 0:
-                return False
-            await self._changed.wait(left)
-        return True
+            if found or left <= 0:
+                return found
+            await self.wait(left)

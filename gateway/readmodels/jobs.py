@@ -18,28 +18,19 @@ cycle began (the completion time less its duration once known, ``accepted`` befo
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
 
 from contracts.events import CommandHandled, CycleCompleted, LifecycleChanged
-from gateway.readmodels.base import FollowedView
+from gateway.isotime import iso
+from gateway.readmodels.base import FeedEvent, View
 
 MAX_JOBS = 10_000  # runs kept in memory, oldest dropped first
 LOST = "the engine process ended or restarted before the job finished; no result was recorded"
 
-
-class _Envelope(msgspec.Struct):
-    system: str
-    time: str
-    actor: str = "system"
-    correlation_id: str = ""
-    data: msgspec.Raw = msgspec.Raw(b"{}")
-
-
-_envelope = msgspec.json.Decoder(_Envelope).decode
 _payloads = {
     kind.TYPE: msgspec.json.Decoder(kind).decode
     for kind in (CommandHandled, CycleCompleted, LifecycleChanged)
@@ -47,12 +38,7 @@ _payloads = {
 EVENT_TYPES = frozenset(_payloads)
 
 
-def _iso(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
-
-
-@dataclass(slots=True)
-class Job:
+class Job(msgspec.Struct):
     run_id: str
     system: str
     actor: str = ""
@@ -65,7 +51,7 @@ class Job:
     command_id: str | None = None
     correlation_id: str = ""
     seq: int = 0  # the last stream sequence that changed this job
-    settled: bool = field(default=False)  # a cycle_completed was seen (nothing overrides it)
+    settled: bool = False  # a cycle_completed was seen (nothing overrides it)
 
     def view(self) -> dict[str, Any]:
         return {
@@ -85,24 +71,30 @@ class Job:
         }
 
 
-class JobsView:
+class JobsView(View):
+    name = "jobs"
+    event_types = EVENT_TYPES
+
     def __init__(self, max_jobs: int = MAX_JOBS) -> None:
+        super().__init__()
         self.jobs: OrderedDict[str, Job] = OrderedDict()
         self.applied_seq = 0
         self.max_jobs = max_jobs
 
-    def apply(self, seq: int, event_type: str, data: bytes) -> None:
+    def apply(self, seq: int, event: FeedEvent, raw: bytes) -> None:
+        if seq <= self.applied_seq:
+            return
+        self.applied_seq = seq
         try:
-            envelope = _envelope(data)
-            payload = _payloads[event_type](envelope.data)
+            payload = _payloads[event.type](event.data)
         except (msgspec.DecodeError, msgspec.ValidationError, KeyError):
             return
         if isinstance(payload, CommandHandled):
-            self._accepted(seq, envelope, payload)
+            self._accepted(seq, event, payload)
         elif isinstance(payload, CycleCompleted):
-            self._completed(seq, envelope, payload)
-        elif isinstance(payload, LifecycleChanged) and envelope.actor == envelope.system:
-            self._engine_restarted(seq, envelope)
+            self._completed(seq, event, payload)
+        elif isinstance(payload, LifecycleChanged) and event.actor == event.system:
+            self._engine_restarted(seq, event)
 
     def _job(self, run_id: str, system: str) -> Job:
         job = self.jobs.get(run_id)
@@ -112,26 +104,26 @@ class JobsView:
                 self.jobs.popitem(last=False)
         return job
 
-    def _accepted(self, seq: int, envelope: _Envelope, payload: CommandHandled) -> None:
+    def _accepted(self, seq: int, event: FeedEvent, payload: CommandHandled) -> None:
         if payload.verb != "trigger" or not payload.run_id or payload.outcome != "accepted":
             return
         job = self._job(payload.run_id, payload.target)
-        job.actor = envelope.actor
-        job.accepted = envelope.time
+        job.actor = event.actor
+        job.accepted = event.time
         job.command_id = payload.command_id
-        job.correlation_id = job.correlation_id or envelope.correlation_id
+        job.correlation_id = job.correlation_id or event.correlation_id
         job.seq = max(job.seq, seq)
 
-    def _completed(self, seq: int, envelope: _Envelope, payload: CycleCompleted) -> None:
+    def _completed(self, seq: int, event: FeedEvent, payload: CycleCompleted) -> None:
         if not payload.manual:
             return  # a scheduled cycle: no one is waiting for it
-        job = self._job(payload.run_id, envelope.system)
-        job.actor = job.actor or envelope.actor
-        job.correlation_id = job.correlation_id or envelope.correlation_id
-        job.finished = envelope.time
+        job = self._job(payload.run_id, event.system)
+        job.actor = job.actor or event.actor
+        job.correlation_id = job.correlation_id or event.correlation_id
+        job.finished = event.time
         try:
-            began = datetime.fromisoformat(envelope.time) - timedelta(milliseconds=payload.duration_ms)
-            job.started = _iso(began)
+            began = datetime.fromisoformat(event.time) - timedelta(milliseconds=payload.duration_ms)
+            job.started = iso(began)
         except ValueError:
             job.started = job.started or job.accepted
         job.status = "succeeded" if payload.ok else "failed"
@@ -147,12 +139,12 @@ class JobsView:
         job.settled = True
         job.seq = max(job.seq, seq)
 
-    def _engine_restarted(self, seq: int, envelope: _Envelope) -> None:
+    def _engine_restarted(self, seq: int, event: FeedEvent) -> None:
         for job in self.jobs.values():
-            if job.system == envelope.system and job.status == "running" and not job.settled:
+            if job.system == event.system and job.status == "running" and not job.settled:
                 job.status = "failed"
                 job.error = LOST
-                job.finished = envelope.time
+                job.finished = event.time
                 job.seq = max(job.seq, seq)
 
     # --- reads --------------------------------------------------------------------------
@@ -170,6 +162,19 @@ class JobsView:
                     break
         return found
 
+    # --- snapshots (small: encoded at once, on the loop) ---------------------------------
 
-def jobs_read_model() -> FollowedView:
-    return FollowedView("jobs", JobsView(), EVENT_TYPES)
+    def cut(self) -> Any:
+        return _encode((self.applied_seq, list(self.jobs.values())))
+
+    @staticmethod
+    def encode(cut: Any) -> Iterator[bytes]:
+        yield cut
+
+    def restore(self, frames: Iterator[bytes]) -> None:
+        self.applied_seq, jobs = _decode_state(next(frames))
+        self.jobs = OrderedDict((job.run_id, job) for job in jobs)
+
+
+_encode = msgspec.msgpack.Encoder().encode
+_decode_state = msgspec.msgpack.Decoder(tuple[int, list[Job]]).decode

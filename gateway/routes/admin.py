@@ -1,5 +1,5 @@
 """/api/v1/admin — the operator's control API. Routes stay thin: the work is in
-ControlClient (commands) and the projection views (reads)."""
+ControlClient (commands) and the read models (reads, gateway/readmodels)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import csv
 import hashlib
 import io
 import re
-import time
 from collections import Counter
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -23,7 +22,10 @@ from contracts.siem import KillSwitchEngaged
 from gateway import views
 from gateway.control import HTTP_STATUS
 from gateway.deps import Actor, CommandId, CorrelationId, Gateway
+from gateway.isotime import iso
 from gateway.origin import request_origin
+from gateway.readmodels.history import Filters
+from gateway.schemas import ActivityLog, Dashboard, Metrics, SystemDetail
 from services.runtime.process import process_metrics
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
@@ -60,7 +62,7 @@ async def _command(
     )
     if reply.ok and verb in SETTLED:
         await gw.wait_for_state(system, SETTLED[verb])
-    content = {"timestamp": views.iso(utcnow()), **msgspec.to_builtins(reply)}
+    content = {"timestamp": iso(utcnow()), **msgspec.to_builtins(reply)}
     if reply.status == "started" and reply.run_id:
         content["job_url"] = f"/api/v1/jobs/{reply.run_id}"  # its status, built from the stream
     status = 200 if reply.ok else HTTP_STATUS.get(reply.error or "", 409)
@@ -81,7 +83,7 @@ async def _command_all(
             if result.get("ok"):
                 await gw.wait_for_state(system, SETTLED[verb])
     return {
-        "timestamp": views.iso(utcnow()),
+        "timestamp": iso(utcnow()),
         "action": verb,
         "ok": all(result.get("ok") for result in results.values()),
         "succeeded": sum(bool(result.get("ok")) for result in results.values()),
@@ -125,10 +127,10 @@ async def _kill_switch_engaged(
     await gw.publisher.publish(event)
 
 
-@router.get("/dashboard")
+@router.get("/dashboard", response_model=Dashboard)
 async def dashboard(gw: Gateway) -> Response:
     view = views.dashboard(
-        gw.projection, heartbeat_timeout=gw.settings.heartbeat_timeout, view_status=await gw.view_status()
+        gw.models.systems, heartbeat_timeout=gw.settings.heartbeat_timeout, view_status=await gw.view_status()
     )
     # the most polled view: msgspec encodes it in ~10 µs, FastAPI's encoder in ~0.6 ms
     return Response(msgspec.json.encode(view), media_type="application/json")
@@ -149,7 +151,11 @@ async def trigger(
     return response
 
 
-@router.get("/activity-log")
+@router.get(
+    "/activity-log",
+    response_model=ActivityLog,
+    responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}},
+)
 async def activity_log(
     gw: Gateway,
     limit: int = Query(100, ge=1, le=1000),
@@ -157,33 +163,59 @@ async def activity_log(
     system: str | None = None,
     result: str | None = None,
     actor: str | None = None,
-    q: str | None = Query(None, max_length=200, description="text search in action and detail"),
+    q: str | None = Query(
+        None, max_length=200, description="text in action or detail, matched where a word begins"
+    ),
     since: datetime | None = None,
     until: datetime | None = None,
     tag: str | None = Query(None, max_length=32, description="only entries an operator tagged so"),
     format: Literal["json", "csv"] = "json",
 ):
-    rows = gw.projection.activity(
-        limit=limit,
-        before=before,
-        system=system,
-        result=result,
-        actor=actor,
-        text=q,
-        since=views.iso(since) if since else None,
-        until=views.iso(until) if until else None,
-        tag=tag.lower() if tag else None,
-    )
-    events = [gw.projection.entry(row) for row in rows]
+    activity = gw.models.activity
+    since_at, until_at = iso(since) if since else None, iso(until) if until else None
+    first_in_stream = (await gw.stream_state()).get("first_seq", 0) or 0
+    # the stream holds events older than the window (and a tag filter cannot look there)
+    older = bool(activity.rows) and 0 < first_in_stream < activity.first_seq and tag is None
+    body: dict[str, Any] = {"source": "memory"}
+    if older and before is not None and before <= activity.first_seq:
+        # below the window: one bounded slice of the stream, behind the same cursor
+        filters = Filters(system, result, actor, q.lower() if q else None, since_at, until_at)
+        page = await gw.history.page(before=before, limit=limit, first_seq=first_in_stream, filters=filters)
+        rows, next_before = page.rows, page.next_before
+        scanned = {"from_seq": page.from_seq, "to_seq": page.to_seq, "messages": page.scanned}
+        body = {"source": "stream", "scanned": scanned}
+    else:
+        rows = activity.activity(
+            limit=limit,
+            before=before,
+            system=system,
+            result=result,
+            actor=actor,
+            text=q,
+            since=since_at,
+            until=until_at,
+            tag=tag.lower() if tag else None,
+        )
+        next_before = rows[-1].seq if len(rows) == limit else None
+        if next_before is None and older and not _older_than_since(activity, since_at):
+            next_before = activity.first_seq  # the window ran out; older rows are in the stream
+    events = [activity.entry(row) for row in rows]
     if format == "csv":
         return _csv(events)
-    return {
+    content = {
         "events": events,
         "count": len(events),
-        "next_before": rows[-1].seq if len(rows) == limit else None,
-        "last_seq": gw.projection.applied_seq,
-        "oldest_seq_in_memory": gw.projection.first_seq,
+        "next_before": next_before,
+        "last_seq": gw.models.events.last_seq,
+        "oldest_seq_in_memory": activity.first_seq,
+        **body,
     }
+    return Response(msgspec.json.encode(content), media_type="application/json")
+
+
+def _older_than_since(activity: Any, since: str | None) -> bool:
+    """Everything below the window is older than ``since`` (rows are in stream order)."""
+    return since is not None and bool(activity.rows) and activity.rows[0].time < since
 
 
 def _csv(events: list[dict[str, Any]]) -> Response:
@@ -253,7 +285,8 @@ async def annotate(
     audit record: who, when, which entry), replayed like every other event."""
     if not body.tags and not body.comment:
         raise HTTPException(422, "send at least one tag or a comment")
-    row = gw.projection.find(entry_id)
+    activity = gw.models.activity
+    row = activity.find(entry_id)
     if row is None:
         raise HTTPException(404, f"no activity entry {entry_id!r} in the gateway's view")
     detail = f"annotated {row.system} entry #{row.seq} ({row.action})"
@@ -275,22 +308,20 @@ async def annotate(
         ack = await gw.publisher.publish(event)
     except Exception as exc:
         raise HTTPException(503, f"the event stream is unavailable: {type(exc).__name__}") from None
-    deadline = time.monotonic() + READ_YOUR_WRITES
-    while gw.projection.applied_seq < ack.seq and time.monotonic() < deadline:
-        await gw.feed.wait_changed(deadline - time.monotonic())
-    return {"annotation_id": event.id, "seq": ack.seq, "entry": gw.projection.entry(row)}
+    await gw.models.wait_for_seq(ack.seq, READ_YOUR_WRITES)
+    return {"annotation_id": event.id, "seq": ack.seq, "entry": activity.entry(row)}
 
 
-@router.get("/system/{name}/detail")
+@router.get("/system/{name}/detail", response_model=SystemDetail)
 async def system_detail(name: str, gw: Gateway, actor: Actor, correlation_id: CorrelationId):
     reply = await gw.control.send(name, "detail", actor=actor, correlation_id=correlation_id)
-    dashboard_view = views.system_view(
-        gw.projection, name, utcnow(), heartbeat_timeout=gw.settings.heartbeat_timeout
-    )
+    now, timeout = utcnow(), gw.settings.heartbeat_timeout or 15.0
+    dashboard_view = views.system_view(gw.models.systems, name, now, heartbeat_timeout=timeout)
     return {
         **(reply.result or {}),
         "state": dashboard_view["state"],
         "last_heartbeat": dashboard_view["last_heartbeat"],
+        "instances": gw.models.systems.instances_of(name, now, timeout),
     }
 
 
@@ -331,22 +362,25 @@ _single_system_route("restart", "restart", "Restart one system")
 _all_systems_route("restart-all", "restart", "Restart every system; per-system results")
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_model=Metrics)
 async def metrics(gw: Gateway) -> dict[str, Any]:
     body = views.metrics(
-        gw.projection,
+        gw.models.systems,
         gateway=process_metrics(),
         heartbeat_timeout=gw.settings.heartbeat_timeout,
         live_connections=gw.live_connections,
         jetstream=await gw.stream_state(),
         db_pool=views.nats_pool(gw.nc),
     )
-    body["projection"] = {"applied_seq": gw.projection.applied_seq, "rows_in_memory": len(gw.projection.rows)}
+    body["projection"] = {
+        "applied_seq": gw.models.events.last_seq,
+        "rows_in_memory": len(gw.models.activity.rows),
+    }
     body["nats"] = await gw.nats_servers()  # servers, stream leaders, replicas (gateway/cluster_view.py)
     return body
 
 
-@router.get("/stream")
+@router.get("/stream", responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}})
 async def stream(request: Request, gw: Gateway):
     """Server-sent events: the dashboard whenever it changes (and at least every few
     seconds, so a missed heartbeat turns a card 'unreachable' without a reload)."""
@@ -357,15 +391,15 @@ async def stream(request: Request, gw: Gateway):
             last = None
             while not await request.is_disconnected():
                 view = views.dashboard(
-                    gw.projection,
+                    gw.models.systems,
                     heartbeat_timeout=gw.settings.heartbeat_timeout,
                     view_status=await gw.view_status(),
                 )
-                signature = (gw.projection.version, tuple(s["state"] for s in view["systems"].values()))
+                signature = (gw.models.version, tuple(s["state"] for s in view["systems"].values()))
                 if signature != last:
                     last = signature
-                    yield {"event": "dashboard", "id": str(gw.projection.applied_seq), "data": _json(view)}
-                await gw.feed.wait_changed(1.0)
+                    yield {"event": "dashboard", "id": str(gw.models.events.last_seq), "data": _json(view)}
+                await gw.models.changed.wait(1.0)
         finally:
             gw.live_connections -= 1
 

@@ -1,143 +1,30 @@
 """/api/v1/advisories — the threat advisories advisory-refresh synthesized, and the
 health of its feeds.
 
-Reads are served from memory: two KV watchers mirror the buckets ``aoc_advisories``
-and ``aoc_advisory_feeds`` (contracts/advisory.py), so the view is rebuilt from KV at
-every start and follows every change live. Nothing here is state of its own.
+Reads are served from memory: the advisories view mirrors the buckets ``aoc_advisories``
+and ``aoc_advisory_feeds`` (gateway/readmodels/advisories.py), rebuilt from KV at every
+start and following every change live. Nothing here is state of its own.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from datetime import datetime
 from typing import Any
 
 import msgspec
-import structlog
 from fastapi import APIRouter, HTTPException, Query
-from nats.js.kv import KeyValue
 
-from contracts.advisory import (
-    PRIORITIES,
-    Advisory,
-    FeedState,
-    advisory_decoder,
-    ensure_advisory_buckets,
-    feed_state_decoder,
-)
+from contracts.advisory import PRIORITIES, Advisory, FeedState
 from gateway.deps import Gateway
+from gateway.readmodels.advisories import AdvisoriesView
+from gateway.schemas import AdvisoryList, AdvisoryView, FeedList
 from gateway.state import GatewayState
-
-log = structlog.get_logger()
 
 router = APIRouter(prefix="/api/v1/advisories", tags=["advisories"])
 
-AREA = "advisories"
 
-
-class Mirror:
-    """One KV bucket in memory, kept current by a watcher (restarted after a reconnect:
-    a restarted nats-server forgets the consumer behind it)."""
-
-    def __init__(self, kv: KeyValue, decoder: msgspec.json.Decoder) -> None:
-        self.kv = kv
-        self.decoder = decoder
-        self.values: dict[str, Any] = {}
-        self.ready = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._follow())
-
-    async def restart(self) -> None:
-        await self.stop()
-        self.start()
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-
-    async def _follow(self) -> None:
-        watcher = await self.kv.watchall()
-        loading: dict[str, Any] = {}
-        initial = True
-        try:
-            async for entry in watcher:
-                target = loading if initial else self.values
-                if entry is None:  # initial values delivered: swap them in at once
-                    self.values, initial = loading, False
-                    self.ready.set()
-                    continue
-                if entry.operation is not None or not entry.value:
-                    target.pop(entry.key, None)
-                    continue
-                try:
-                    target[entry.key] = self.decoder.decode(entry.value)
-                except msgspec.DecodeError:
-                    log.warning("advisories.undecodable", key=entry.key)
-        finally:
-            with contextlib.suppress(Exception):
-                await watcher.stop()
-
-
-class AdvisoryView:
-    def __init__(self, gateway: GatewayState) -> None:
-        self.gateway = gateway
-
-    async def start(self) -> None:
-        advisories_kv, feeds_kv = await ensure_advisory_buckets(self.gateway.js, self.gateway.settings)
-        self.advisories = Mirror(advisories_kv, advisory_decoder)
-        self.feeds = Mirror(feeds_kv, feed_state_decoder)
-        self.advisories.start()
-        self.feeds.start()
-        self._watchdog = asyncio.create_task(self._follow_reconnects())
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(10):
-                await asyncio.gather(self.advisories.ready.wait(), self.feeds.ready.wait())
-
-    async def _follow_reconnects(self) -> None:
-        nc = self.gateway.nc
-        seen = nc.stats["reconnects"]
-        while True:
-            await asyncio.sleep(0.5)
-            if nc.stats["reconnects"] == seen or not nc.is_connected:
-                continue
-            seen = nc.stats["reconnects"]
-            try:
-                await ensure_advisory_buckets(self.gateway.js, self.gateway.settings)
-                await self.advisories.restart()
-                await self.feeds.restart()
-            except Exception:
-                log.exception("advisories.rewatch_failed")
-                seen -= 1
-
-    async def stop(self) -> None:
-        self._watchdog.cancel()
-        await self.advisories.stop()
-        await self.feeds.stop()
-
-    @property
-    def ready(self) -> bool:
-        return self.advisories.ready.is_set() and self.feeds.ready.is_set()
-
-
-async def on_startup(state: GatewayState) -> None:
-    view = AdvisoryView(state)
-    await view.start()
-    state.areas[AREA] = view
-
-
-async def on_shutdown(state: GatewayState) -> None:
-    view = state.areas.pop(AREA, None)
-    if view is not None:
-        await view.stop()
-
-
-def _view(gw: GatewayState) -> AdvisoryView:
-    return gw.areas[AREA]
+def _view(gw: GatewayState) -> AdvisoriesView:
+    return gw.models.advisories
 
 
 def _urgency(advisory: Advisory) -> tuple:
@@ -152,7 +39,7 @@ def _as_dict(advisory: Advisory, *, evidence: bool) -> dict[str, Any]:
     return body
 
 
-@router.get("")
+@router.get("", response_model=AdvisoryList)
 async def list_advisories(
     gw: Gateway,
     priority: list[str] | None = Query(
@@ -210,7 +97,7 @@ async def list_advisories(
     }
 
 
-@router.get("/feeds")
+@router.get("/feeds", response_model=FeedList)
 async def feeds(gw: Gateway) -> dict[str, Any]:
     view = _view(gw)
     states: list[FeedState] = sorted(view.feeds.values.values(), key=lambda s: s.name)
@@ -222,7 +109,7 @@ async def feeds(gw: Gateway) -> dict[str, Any]:
     }
 
 
-@router.get("/{advisory_id}")
+@router.get("/{advisory_id}", response_model=AdvisoryView)
 async def get_advisory(advisory_id: str, gw: Gateway) -> dict[str, Any]:
     advisory = _view(gw).advisories.values.get(advisory_id) or _view(gw).advisories.values.get(
         advisory_id.upper()

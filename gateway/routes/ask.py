@@ -10,15 +10,13 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
-from contracts.streams import ask_cache_bucket, ensure_bucket
-from gateway import views
 from gateway.ask import intents
-from gateway.ask.cache import AskCache, cache_key
-from gateway.ask.llm import LlmClient, LlmRefused
+from gateway.ask.cache import cache_key
+from gateway.ask.llm import LlmRefused
 from gateway.deps import Gateway, get_gateway
+from gateway.isotime import iso
 from gateway.state import GatewayState
 
-AREA = "ask"
 MAX_QUESTION = 500
 DISABLED = (
     "the ask endpoint is off: set AOC_AI_FEATURES_ENABLED=true on the gateway to enable it "
@@ -27,24 +25,11 @@ DISABLED = (
 
 
 async def enabled(gw: GatewayState = Depends(get_gateway)) -> None:
-    if not gw.settings.ai_features_enabled or AREA not in gw.areas:
+    if not gw.settings.ai_features_enabled or gw.ask is None:
         raise HTTPException(404, DISABLED)
 
 
 router = APIRouter(prefix="/api/v1/ask", tags=["ask"], dependencies=[Depends(enabled)])
-
-
-class AskArea:
-    def __init__(self, cache: AskCache, llm: LlmClient | None) -> None:
-        self.cache = cache
-        self.llm = llm
-
-
-async def on_startup(state: GatewayState) -> None:
-    if not state.settings.ai_features_enabled:
-        return
-    kv = await ensure_bucket(state.js, ask_cache_bucket(state.settings))
-    state.areas[AREA] = AskArea(AskCache(kv), LlmClient.from_settings(state.settings))
 
 
 class Question(BaseModel):
@@ -72,13 +57,14 @@ async def ask(body: Question, gw: Gateway) -> dict[str, Any]:
     question = body.question.strip()
     if not question:
         raise HTTPException(422, "the question is empty")
-    area: AskArea = gw.areas[AREA]
-    soc = gw.areas.get("soc")
+    area = gw.ask
+    assert area is not None  # the router's dependency made sure
     sources = intents.Sources(
-        projection=gw.projection,
+        activity=gw.models.activity,
+        systems=gw.models.systems,
         heartbeat_timeout=gw.settings.heartbeat_timeout or 15.0,
-        alerts=soc.alerts if soc is not None else None,
-        jobs=getattr(gw.readmodels.get("jobs"), "view", None),
+        alerts=gw.models.alerts,
+        jobs=gw.models.jobs,
     )
     parsed = intents.answer(question, sources).as_dict()
     use_llm = area.llm is not None and parsed["intent"] != "unknown"
@@ -93,7 +79,7 @@ async def ask(body: Question, gw: Gateway) -> dict[str, Any]:
         "parsed_answer": parsed["answer"],
         "answered_by": "parser",
         "llm_error": None,
-        "generated_at": views.iso(datetime.now(UTC)),
+        "generated_at": iso(datetime.now(UTC)),
     }
     if use_llm and area.llm is not None:
         try:

@@ -37,15 +37,14 @@ from contracts.factory import (
     FactoryRequest,
     catalog,
     encode,
-    ensure_factory_streams,
     reply_decoder,
     request_subject,
     submission_schema,
     validate_submission,
 )
 from gateway.deps import Actor, CommandId, CorrelationId, Gateway
-from gateway.factory_view import FactoryView, RoutesResponder
-from gateway.routes import route_modules
+from gateway.readmodels.registry import FactoryArea
+from gateway.schemas import ComponentInfo, FactoryStats, RequirementDetail, RequirementPreview, TemplateInfo
 from gateway.state import GatewayState
 
 router = APIRouter(prefix="/api/v1/factory", tags=["factory"])
@@ -75,34 +74,11 @@ assert RequirementSummary.model_fields["status"].annotation.__args__ == STATUSES
 assert RequirementSummary.model_fields["priority"].annotation.__args__ == PRIORITIES  # type: ignore[union-attr]
 
 
-# --- lifecycle of the area ---------------------------------------------------------------------
+def _view(gw: GatewayState) -> FactoryArea:
+    return gw.models.factory_area
 
 
-async def on_startup(state: GatewayState) -> None:
-    await ensure_factory_streams(state.js, state.settings)
-    view = FactoryView(state.nc)
-    await view.start()
-    # the routes the app serves; without a handle on the app (see docs/factory.md),
-    # those of every auto-mounted route module
-    app = getattr(state, "app", None)
-    routes = list(app.routes) if app is not None else [r for m in route_modules() for r in m.router.routes]
-    responder = RoutesResponder(state.nc, routes)
-    await responder.start()
-    state.areas["factory"] = {"view": view, "routes": responder}
-
-
-async def on_shutdown(state: GatewayState) -> None:
-    area = state.areas.pop("factory", None)
-    if area:
-        await area["routes"].stop()
-        await area["view"].stop()
-
-
-def _view(gw: GatewayState) -> FactoryView:
-    return gw.areas["factory"]["view"]
-
-
-def _requirement(view: FactoryView, requirement_id: str):
+def _requirement(view: FactoryArea, requirement_id: str):
     requirement = view.ledger.get(requirement_id)
     if requirement is None:
         raise HTTPException(404, f"no requirement {requirement_id!r}")
@@ -211,13 +187,13 @@ async def list_requirements(
     return found
 
 
-@router.get("/requirements/{req_id}")
+@router.get("/requirements/{req_id}", response_model=RequirementDetail)
 async def get_requirement(req_id: str, gw: Gateway) -> dict[str, Any]:
     """Full detail: api_endpoints, data_fields, features, has_code, history."""
     return _requirement(_view(gw), req_id).detail()
 
 
-@router.get("/requirements/{req_id}/preview")
+@router.get("/requirements/{req_id}/preview", response_model=RequirementPreview)
 async def preview_requirement(req_id: str, gw: Gateway) -> dict[str, Any]:
     """The generated TSX, its API wiring and sidebar entry (no side effects)."""
     requirement = _requirement(_view(gw), req_id)
@@ -284,12 +260,12 @@ async def cancel_requirement(
 # --- templates, one-shot preview, stats, components ------------------------------------------------
 
 
-@router.get("/templates")
+@router.get("/templates", responses={200: {"model": list[TemplateInfo]}})
 async def list_templates() -> list[dict[str, Any]]:
     return catalog.template_list()
 
 
-@router.get("/templates/{page_type}/schema")
+@router.get("/templates/{page_type}/schema", response_model=dict[str, Any])
 async def template_schema(page_type: str) -> dict[str, Any]:
     if page_type not in catalog.TEMPLATES:
         raise HTTPException(404, f"unknown template {page_type!r}; known: {', '.join(catalog.TEMPLATES)}")
@@ -315,15 +291,15 @@ async def generate_preview(request: Request, gw: Gateway) -> dict[str, Any]:
     return reply.result or {}
 
 
-@router.get("/stats")
+@router.get("/stats", response_model=FactoryStats)
 async def stats(gw: Gateway) -> dict[str, Any]:
     view = _view(gw)
     return {
         **view.ledger.stats(),
-        "view": {"applied_seq": view.ledger.applied_seq, "replayed": view.replayed.is_set()},
+        "view": {"applied_seq": view.ledger.applied_seq, "replayed": view.ready},
     }
 
 
-@router.get("/component-library")
+@router.get("/component-library", responses={200: {"model": list[ComponentInfo]}})
 async def component_library() -> list[dict[str, Any]]:
     return catalog.component_library()

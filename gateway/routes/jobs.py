@@ -6,15 +6,12 @@ from the stream, so it answers the same after a gateway restart."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, cast
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import BaseModel
 
 from gateway.deps import Gateway
-from gateway.readmodels.base import FollowedView
-from gateway.readmodels.jobs import JobsView
-from gateway.state import GatewayState
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
 
@@ -46,19 +43,14 @@ class JobList(BaseModel):
     lag: int
 
 
-def jobs_model(gw: GatewayState) -> FollowedView:
-    return cast(FollowedView, gw.readmodels["jobs"])
-
-
 @router.get("/{run_id}", response_model=JobView, summary="One triggered run: running, succeeded or failed")
 async def get_job(run_id: RunId, gw: Gateway) -> dict[str, Any]:
-    model = jobs_model(gw)
-    view = cast(JobsView, model.view)
+    view = gw.models.jobs
     if view.get(run_id) is None:
-        await model.wait_until(lambda: view.get(run_id) is not None, READ_YOUR_WRITES)
+        await gw.models.wait_until(lambda: view.get(run_id) is not None, READ_YOUR_WRITES)
     job = view.get(run_id)
     if job is None:
-        note = "" if model.ready.is_set() else " (the jobs view is still replaying the stream)"
+        note = "" if view.ready else " (the jobs view is still replaying the stream)"
         raise HTTPException(404, f"no job with run id {run_id!r}{note}")
     return job.view()
 
@@ -70,11 +62,6 @@ async def list_jobs(
     status: Status | None = None,
     limit: int = Query(50, ge=1, le=500),
 ) -> dict[str, Any]:
-    model = jobs_model(gw)
-    jobs = cast(JobsView, model.view).query(limit=limit, system=system, status=status)
-    return {
-        "jobs": [job.view() for job in jobs],
-        "count": len(jobs),
-        "ready": model.ready.is_set(),
-        "lag": model.lag,
-    }
+    view = gw.models.jobs
+    jobs = view.query(limit=limit, system=system, status=status)
+    return {"jobs": [job.view() for job in jobs], "count": len(jobs), "ready": view.ready, "lag": view.lag}

@@ -6,7 +6,8 @@ heartbeats) except the stream state (one cached JetStream call):
 - engines: state, heartbeat age, cycles and cycle errors, process memory and CPU;
 - commands by system, verb and outcome, and events by system and type, counted from
   the projection as it grows (from the start of the retained stream, per gateway life);
-- the stream and the projection: last sequence, applied sequence, lag, bytes;
+- the stream and the read models: last sequence, applied sequence, lag, bytes; each read
+  model's readiness and lag; snapshots written, failed, and whether this start used one;
 - HTTP: latency histogram by method, route template and status; refusals by reason;
 - SIEM: per-sink lag, deliveries, failures, last delivery and health; open alerts by rule
   (gateway/routes/siem.py, from the SIEM service's status and the sinks' consumers).
@@ -34,7 +35,7 @@ from prometheus_client.registry import Collector
 from contracts.systems import SYSTEMS
 from gateway import views
 from gateway.deps import Gateway
-from gateway.projections import ActivityRow
+from gateway.readmodels.activity import ActivityRow
 from gateway.routes import siem
 from gateway.state import GatewayState
 
@@ -94,8 +95,9 @@ class BusCollector(Collector):
         gw = self._gateway()
         if gw is None:
             return
-        projection = gw.projection
-        self._count_new_rows(projection.rows)
+        models = gw.models
+        feed = models.events
+        self._count_new_rows(models.activity.rows)
         yield from self._engines(gw)
 
         commands = CounterMetricFamily(
@@ -113,18 +115,15 @@ class BusCollector(Collector):
             events.add_metric(list(labels), count)
         yield events
 
-        last_seq = self.stream.get("last_seq", projection.applied_seq)
+        last_seq = self.stream.get("last_seq", feed.last_seq)
         yield _gauge("aoc_stream_last_seq", "Last sequence of AOC_EVENTS", last_seq)
         yield _gauge("aoc_stream_messages", "Messages in AOC_EVENTS", self.stream.get("messages", 0))
         yield _gauge("aoc_stream_bytes", "Bytes in AOC_EVENTS", self.stream.get("bytes", 0))
-        yield _gauge(
-            "aoc_projection_applied_seq", "Last stream sequence the gateway applied", projection.applied_seq
-        )
-        lag = max(last_seq - projection.applied_seq, gw.feed.pending, 0)
+        yield _gauge("aoc_projection_applied_seq", "Last stream sequence the gateway applied", feed.last_seq)
+        lag = max(last_seq - feed.last_seq, feed.pending, 0)
         yield _gauge("aoc_projection_lag_events", "Events in the stream the gateway has not applied", lag)
-        yield _gauge(
-            "aoc_projection_replayed", "1 once the gateway replayed the stream", gw.feed.replayed.is_set()
-        )
+        yield _gauge("aoc_projection_replayed", "1 once the gateway replayed the stream", feed.ready)
+        yield from _read_models(gw)
         yield _gauge("aoc_nats_connected", "1 while the gateway is connected to NATS", gw.nc.is_connected)
         yield _gauge("aoc_sse_clients", "Open dashboard event streams", gw.live_connections)
         audit = self.audit
@@ -167,10 +166,10 @@ class BusCollector(Collector):
         )
         cpu = GaugeMetricFamily("aoc_engine_cpu_percent", "CPU use of the engine process", labels=["system"])
         for slug in SYSTEMS:
-            current = views.system_state(gw.projection, slug, now, timeout)
+            current = views.system_state(gw.models.systems, slug, now, timeout)
             for name in STATES:
                 state.add_metric([slug, name], 1.0 if current == name else 0.0)
-            seen = gw.projection.heartbeats.get(slug)
+            seen = gw.models.systems.heartbeats.get(slug)
             if seen is None:
                 continue
             age.add_metric([slug], (now - seen.received).total_seconds())
@@ -179,6 +178,38 @@ class BusCollector(Collector):
             memory.add_metric([slug], seen.beat.process.rss_mb * 1024 * 1024)
             cpu.add_metric([slug], seen.beat.process.cpu_percent)
         yield from (state, age, cycles, errors, memory, cpu)
+
+
+def _read_models(gw: GatewayState) -> Iterator[Metric]:
+    """Per read model and per source: ready and lag; the snapshots."""
+    ready = GaugeMetricFamily(
+        "aoc_readmodel_ready", "1 once a read model (view or source) has caught up", labels=["model", "kind"]
+    )
+    lag = GaugeMetricFamily(
+        "aoc_readmodel_lag", "Messages its sources hold that it has not applied", labels=["model", "kind"]
+    )
+    models = gw.models
+    for kind, found in (("view", models.all_views()), ("source", models.sources())):
+        for model in found:
+            ready.add_metric([model.name, kind], 1.0 if model.ready else 0.0)
+            lag.add_metric([model.name, kind], float(model.lag))
+    yield ready
+    yield lag
+    snapshots = models.snapshots
+    yield CounterMetricFamily(
+        "aoc_snapshots_written", "Read-model snapshots this gateway wrote", value=snapshots.written
+    )
+    yield CounterMetricFamily(
+        "aoc_snapshots_failed", "Read-model snapshots that could not be written", value=snapshots.failures
+    )
+    yield _gauge(
+        "aoc_snapshot_loaded", "1 when this start loaded a snapshot (0: full replay)", bool(models.loaded)
+    )
+    yield _gauge(
+        "aoc_snapshot_seq",
+        "Stream sequence of the last snapshot written or loaded",
+        snapshots.last_written_seq,
+    )
 
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:

@@ -37,7 +37,6 @@ log = structlog.get_logger()
 
 router = APIRouter(prefix="/api/v1/siem", tags=["siem"])
 
-AREA = "siem"
 CACHE_S = 1.0
 
 
@@ -133,19 +132,19 @@ def _health(state: str, enabled: bool, service_up: bool) -> str:
     return "ok"
 
 
-async def on_startup(gateway: GatewayState) -> None:
+async def open_view(gateway: GatewayState) -> SiemView:
+    """The SIEM service's status as the gateway shows it (opened in the app's lifespan)."""
     try:  # the bucket may be made by whoever comes first
         await ensure_status_bucket(gateway.js, gateway.settings)
     except Exception as exc:
         log.warning("siem.bucket_unavailable", error=type(exc).__name__)
-    gateway.areas[AREA] = SiemView(gateway)
+    return SiemView(gateway)
 
 
 def view(gw: GatewayState) -> SiemView:
-    area = gw.areas.get(AREA)
-    if area is None:
-        area = gw.areas[AREA] = SiemView(gw)
-    return area
+    if gw.siem is None:
+        gw.siem = SiemView(gw)
+    return gw.siem
 
 
 @router.get("/sinks")

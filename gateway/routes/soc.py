@@ -5,7 +5,7 @@ field, e.g. ``$[3].src_ip``) or in a product's format (``?format=suricata-eve|wa
 ocsf``, or detected): each record is mapped on its own, the good ones are queued and the
 bad ones reported with their index and reason, and audited (contracts/soc/intake.py).
 Alerts go to the triage work queue, verdicts to AOC_FEEDBACK. Reads are served from the
-SOC projection (gateway/soc_projection.py); the playbooks in force from the SOC's last
+SOC views (gateway/readmodels/soc.py); the playbooks in force from the SOC's last
 ``playbooks_loaded`` event.
 """
 
@@ -25,8 +25,9 @@ from nats.js.errors import NotFoundError
 from contracts import soc, subjects
 from contracts.events import Summary, envelope_decoder, new_event
 from gateway.deps import Actor, CorrelationId, Gateway
-from gateway.soc_area import SocArea, close_soc_area, soc_area
-from gateway.soc_projection import iso
+from gateway.isotime import iso
+from gateway.readmodels.registry import SocViews
+from gateway.schemas import AlertList, AlertView, DecisionList, Hunts, SocStats
 from gateway.state import GatewayState
 from services.runtime.bus import publish_with_retry
 
@@ -43,19 +44,8 @@ FormatName = Literal["aoc", "suricata-eve", "wazuh", "ecs", "ocsf"]
 ALERTS_ROUTE = "POST /api/v1/soc/alerts"
 
 
-async def on_startup(state: GatewayState) -> None:
-    await soc_area(state)
-
-
-async def on_shutdown(state: GatewayState) -> None:
-    await close_soc_area(state)
-
-
-def area_of(gw: GatewayState) -> SocArea:
-    area = gw.areas.get("soc")
-    if area is None:
-        raise HTTPException(503, "the SOC view is not ready")
-    return area
+def area_of(gw: GatewayState) -> SocViews:
+    return gw.models.soc
 
 
 def invalid(message: str, field: str | None, kind: str) -> JSONResponse:
@@ -241,10 +231,10 @@ async def _publish_verdicts(gw: GatewayState, verdicts: list[soc.AnalystFeedback
     return max(ack.seq for ack in acks)
 
 
-async def _until_applied(area: SocArea, seq: int) -> None:
+async def _until_applied(area: SocViews, seq: int) -> None:
     deadline = time.monotonic() + READ_YOUR_WRITES
     while area.alerts.feedback_seq < seq and time.monotonic() < deadline:
-        await area.feed.wait_changed(deadline - time.monotonic())
+        await area.wait_changed(deadline - time.monotonic())
 
 
 # --- reads ---------------------------------------------------------------------------
@@ -254,7 +244,9 @@ def _page(rows: list, limit: int) -> int | None:
     return rows[-1].pos if len(rows) == limit else None
 
 
-@router.get("/alerts", summary="Triaged alerts, newest first (filters, cursor paging)")
+@router.get(
+    "/alerts", response_model=AlertList, summary="Triaged alerts, newest first (filters, cursor paging)"
+)
 async def list_alerts(
     gw: Gateway,
     limit: int = Query(100, ge=1, le=1000),
@@ -266,7 +258,9 @@ async def list_alerts(
     host: str | None = Query(None, max_length=255),
     user: str | None = Query(None, max_length=255),
     technique: str | None = Query(None, max_length=16, description="MITRE id or prefix, e.g. T1110"),
-    q: str | None = Query(None, max_length=200, description="text in id, title, host, user, IPs"),
+    q: str | None = Query(
+        None, max_length=200, description="text in id, title, host, user, IPs, where a word begins"
+    ),
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> dict[str, Any]:
@@ -290,11 +284,15 @@ async def list_alerts(
         "count": len(rows),
         "next_before": _page(rows, limit),
         "queued": await area.queue_depth(gw),
-        "total_in_view": len(area.alerts.rows),
+        "total_in_view": area.alerts.live,
     }
 
 
-@router.get("/alerts/{alert_id}", summary="One triaged alert with its decision, verdict and playbook")
+@router.get(
+    "/alerts/{alert_id}",
+    response_model=AlertView,
+    summary="One triaged alert with its decision, verdict and playbook",
+)
 async def get_alert(alert_id: str, gw: Gateway) -> dict[str, Any]:
     row = area_of(gw).alerts.by_id.get(alert_id)
     if row is None:
@@ -302,7 +300,11 @@ async def get_alert(alert_id: str, gw: Gateway) -> dict[str, Any]:
     return {**row.alert_view(), "reasons": row.decision.reasons}
 
 
-@router.get("/decisions", summary="Triage decisions with scores and reasons, newest first")
+@router.get(
+    "/decisions",
+    response_model=DecisionList,
+    summary="Triage decisions with scores and reasons, newest first",
+)
 async def list_decisions(
     gw: Gateway,
     limit: int = Query(100, ge=1, le=1000),
@@ -331,7 +333,7 @@ async def list_decisions(
     }
 
 
-@router.get("/stats", summary="SOC counters, queue depth and the model in use")
+@router.get("/stats", response_model=SocStats, summary="SOC counters, queue depth and the model in use")
 async def stats(gw: Gateway) -> dict[str, Any]:
     area = area_of(gw)
     return {
@@ -342,7 +344,7 @@ async def stats(gw: Gateway) -> dict[str, Any]:
     }
 
 
-@router.get("/hunts", summary="Recent threat hunts and their findings")
+@router.get("/hunts", response_model=Hunts, summary="Recent threat hunts and their findings")
 async def hunts(gw: Gateway, limit: int = Query(20, ge=1, le=50)) -> dict[str, Any]:
     recent = list(area_of(gw).alerts.hunts)[-limit:]
     return {"hunts": list(reversed(recent)), "count": len(recent)}

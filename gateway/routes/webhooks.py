@@ -41,7 +41,6 @@ from gateway.state import GatewayState
 
 log = structlog.get_logger()
 router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
-AREA = "webhooks"
 SIGNATURE_CHALLENGE = {"WWW-Authenticate": 'HMAC-SHA256 realm="aoc-webhooks"'}
 
 
@@ -82,19 +81,19 @@ def load_sources(settings: Settings) -> dict[str, Source]:
     return sources
 
 
-async def on_startup(state: GatewayState) -> None:
+async def open_area(state: GatewayState) -> WebhookArea:
+    """The webhook sources and the delivery ids seen (opened in the app's lifespan)."""
     sources = load_sources(state.settings)
     deliveries = await webhooks.ensure_deliveries(state.js, state.settings)
-    state.areas[AREA] = WebhookArea(sources, deliveries)
     if sources:
         log.info("webhooks.sources", sources=sorted(sources))
+    return WebhookArea(sources, deliveries)
 
 
 def area_of(gw: GatewayState) -> WebhookArea:
-    area = gw.areas.get(AREA)
-    if area is None:
+    if gw.webhooks is None:
         raise HTTPException(503, "webhook intake is not ready")
-    return area
+    return gw.webhooks
 
 
 @router.post(

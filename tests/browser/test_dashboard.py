@@ -122,6 +122,39 @@ async def test_a_stop_sent_on_raw_nats_shows_up_live_without_a_reload(tab, nc):
     await expect(page.locator("#live")).to_have_attribute("data-state", "live")
 
 
+async def test_a_second_live_instance_shows_on_the_card(tab, nc):
+    """A standby instance of deploy beats: the card says "2 instances, 1 active"; when it
+    stops beating (past the heartbeat timeout) the line goes away."""
+    import asyncio
+    import contextlib
+
+    from contracts.events import encode
+    from tests.gateway.events import heartbeat, heartbeat_subject
+
+    await tab.open("/admin-ops")
+    await all_running(tab)
+    line = card(tab, "deploy").locator(".instances")
+    await expect(line).to_be_hidden()
+
+    async def standby() -> None:
+        seq = 0
+        while True:
+            seq += 1
+            beat = heartbeat("deploy", instance="deploy-standby", role="standby", state="stopped", seq=seq)
+            await nc.publish(heartbeat_subject(beat), encode(beat))
+            await asyncio.sleep(0.2)
+
+    beating = asyncio.create_task(standby())
+    try:
+        await expect(line).to_have_text("2 instances, 1 active")
+        await expect(card(tab, "deploy").locator(".state")).to_have_text("Running")
+    finally:
+        beating.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await beating
+    await expect(line).to_be_hidden()
+
+
 async def test_without_the_event_stream_the_page_polls_and_says_so(tab, nc):
     page = tab.page
     await page.route("**/api/v1/admin/stream", lambda route: route.abort())

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from contracts.factory import GatewayRoute, RouteField, validate_submission
-from gateway.factory_view import route_inventory
+from gateway.inventory import route_inventory
 from gateway.routes import route_modules
 from services.integrity.inventory import (
     compare,

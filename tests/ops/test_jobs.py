@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import time
 
+import msgspec
 import pytest
 
 from contracts.events import (
@@ -22,6 +23,7 @@ from contracts.events import (
     encode,
     new_event,
 )
+from gateway.readmodels.base import FeedEvent, decode_feed_event
 from gateway.readmodels.jobs import LOST, JobsView
 from services.launcher import cli
 from services.runtime.testing import running_engines, settled
@@ -137,10 +139,12 @@ async def test_cli_wait_follows_the_run(settings, monkeypatch, capsys):
 # --- the pure view ---------------------------------------------------------------------
 
 
-def event(system: str, payload, actor: str, when: str) -> tuple[str, bytes]:
+def event(system: str, payload, actor: str, when: str) -> tuple[FeedEvent, bytes]:
+    """The event as the gateway's feed hands it to a view: decoded once, and its bytes."""
     envelope: Envelope = new_event(system=system, payload=payload, summary=Summary(action="x"), actor=actor)
     envelope.time = envelope.time.fromisoformat(when)
-    return payload.TYPE, encode(envelope)
+    data = encode(envelope)
+    return decode_feed_event(data), data
 
 
 def audit(run_id: str, when: str, outcome: str = "accepted"):
@@ -199,5 +203,6 @@ def test_view_failed_lost_and_bounded():
     for seq, run in enumerate(["a", "b", "c"], start=9):
         view.apply(seq, *audit(run, "2030-01-01T00:00:09+00:00"))
     assert list(view.jobs) == ["a", "b", "c"]  # the oldest went first
-    view.apply(20, "cycle_completed", b"{not json")
+    broken, raw = completed("x", "2030-01-01T00:00:10+00:00")
+    view.apply(20, msgspec.structs.replace(broken, data=msgspec.Raw(b'{"loop": 1}')), raw)  # bad payload
     assert len(view.jobs) == 3

@@ -13,6 +13,7 @@ import msgspec
 
 from contracts import subjects
 from contracts.events import ActivityRecorded, Summary, command_of, new_event
+from contracts.streams import ensure_all
 from services.launcher.audit import EXIT_EVICTED, EXIT_OK
 from services.runtime.testing import running_engines
 from tests.conftest import ADMIN_TOKEN, api_client, serve_gateway
@@ -123,6 +124,7 @@ async def test_a_nearly_full_audit_stream_alerts_and_a_full_one_does_not_stop_co
 
     small = settings.model_copy(update={"audit_max_bytes": 64 * 1024})
     js = nc.jetstream()
+    await ensure_all(js, small, converge=True)  # what the gateway does with a changed config
     async with running_engines(small, ["deploy"]):
         filler = msgspec.json.encode({"pad": "z" * 900})
         for _ in range(90):  # ~90 KB of audit-subject events: past the 64 KiB cap

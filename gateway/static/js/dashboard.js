@@ -40,6 +40,8 @@ const COMMON = new Set([
   "desired",
   "total_runs",
   "last_crash",
+  "instances",
+  "instances_active",
 ]);
 
 const cards = new Map(); // slug -> {root, refs, system}
@@ -64,6 +66,8 @@ function createCard(system) {
   const refs = {};
   refs.state = h("span", { class: "state" });
   refs.crash = h("p", { class: "crash-note", role: "status", hidden: true });
+  refs.instances = h("p", { class: "instances" });
+  refs.instances.hidden = true;
   refs.extras = h("dl", { class: "extras" });
   refs.buttons = {};
   for (const [verb, spec] of Object.entries(VERBS)) {
@@ -86,7 +90,7 @@ function createCard(system) {
     h(
       "header",
       { class: "card-head" },
-      h("div", {}, h("h3", { id: titleId, class: "card-title" }, system.label), h("p", { class: "slug" }, slug)),
+      h("div", {}, h("h3", { id: titleId, class: "card-title" }, system.label), h("p", { class: "slug" }, slug), refs.instances),
       refs.state,
     ),
     refs.crash,
@@ -145,6 +149,13 @@ function renderCrash(card, now) {
   setText(card.refs.crash, text, card.system.last_crash?.detail || "");
 }
 
+/** "2 instances, 1 active": shown when more than one instance of the engine is alive. */
+function instancesText(system) {
+  const total = system.instances || 0;
+  const active = system.instances_active || 0;
+  return total > 1 ? `${total} instances, ${active} active` : "";
+}
+
 function renderExtras(card, system) {
   const keys = Object.keys(system).filter((k) => !COMMON.has(k));
   const signature = keys.map((k) => `${k}=${JSON.stringify(system[k])}`).join("|");
@@ -169,6 +180,8 @@ function updateCard(card, system, now = Date.now()) {
   setText(refs.success, pct(system.success_rate));
   setText(refs.heartbeat, heartbeatText(system, now), utc(system.last_heartbeat));
   renderCrash(card, now);
+  setText(refs.instances, instancesText(system));
+  refs.instances.hidden = !(system.instances > 1);
   renderExtras(card, system);
   const { buttons } = refs;
   const hadFocus = root.contains(document.activeElement);
