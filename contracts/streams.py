@@ -109,6 +109,8 @@ def leases_bucket(settings: Settings) -> KeyValueConfig:
         ttl=settings.lease_ttl,
         storage=StorageType.FILE,
         replicas=settings.stream_replicas,
+        # reads from the leader only: a replica that was cut off answers with a stale holder
+        direct=False,
     )
 
 

@@ -38,6 +38,17 @@ async def status(nc, slug: str, timeout: float = 15.0):
             await asyncio.sleep(0.1)
 
 
+async def running(nc, slug: str, timeout: float = 15.0):
+    """The status once the engine is active and running (it answers 'activating' while it
+    rebuilds after taking its lease)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        reply = await status(nc, slug, timeout)
+        if reply.state == "running" or asyncio.get_running_loop().time() > deadline:
+            return reply
+        await asyncio.sleep(0.1)
+
+
 def kill9(process: subprocess.Popen) -> None:
     os.kill(process.pid, signal.SIGKILL)
     process.wait(5)
@@ -46,7 +57,7 @@ def kill9(process: subprocess.Popen) -> None:
 async def test_operator_stop_survives_kill_9_until_someone_starts_it(settings_env, nc):
     engine = spawn("deploy", settings_env)
     try:
-        assert (await status(nc, "deploy")).state == "running"
+        assert (await running(nc, "deploy")).state == "running"
         await nc.request("aoc.ctl.deploy.stop", b'{"actor":"alice","reason":"maintenance"}', timeout=2)
         kill9(engine)
 
@@ -59,7 +70,7 @@ async def test_operator_stop_survives_kill_9_until_someone_starts_it(settings_en
         kill9(engine)
 
         engine = spawn("deploy", settings_env)
-        assert (await status(nc, "deploy")).state == "running"  # and a running one comes back running
+        assert (await running(nc, "deploy")).state == "running"  # and a running one comes back running
     finally:
         engine.kill()
         engine.wait(5)
@@ -96,7 +107,7 @@ async def test_sigterm_is_a_clean_exit_that_keeps_desired_state(settings_env, nc
     assert engine.wait(10) == 0, engine.stderr.read().decode()[-2000:]
     engine = spawn("advisory", settings_env)
     try:
-        assert (await status(nc, "advisory-refresh")).state == "running"
+        assert (await running(nc, "advisory-refresh")).state == "running"
     finally:
         engine.kill()
         engine.wait(5)

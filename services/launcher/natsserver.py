@@ -144,7 +144,11 @@ def write_config(
     if monitor_port:
         lines += [f"http: {host}:{monitor_port}"]  # loopback only: it shows every connection
     if cluster is not None:
-        lines += [cluster.as_config()]
+        # a partitioned link keeps its TCP connection open: with the default 2 min ping
+        # interval a dead route (and a client beyond it) is noticed only after minutes,
+        # and requests routed to interest on the far side are lost meanwhile. 2 s x 3
+        # missed pings notices it in ~6-8 s (docs/scale-out.md)
+        lines += ["ping_interval: 2s", "ping_max: 3", cluster.as_config()]
     if authorization:
         lines += [authorization]
     write_private(path, "\n".join(lines) + "\n")  # holds the passwords when secure

@@ -2,16 +2,17 @@
 time (NATS-NOTES.md, "Leases, fencing and clusters"). No home-made consensus: the KV
 bucket is a JetStream stream, replicated by RAFT in a cluster.
 
-- ``kv.create(slug)`` acquires the lease while nobody holds it; its revision is the
-  epoch, stamped on every event the holder writes;
-- ``kv.update(slug, last=epoch)`` renews it; a holder that was replaced gets
+- ``kv.create(slug)`` acquires the lease while nobody holds it; the revision it got is
+  the holder's **epoch** (its tenure), stamped on every event the holder writes: it
+  stays the same while the holder renews, and a later tenure always has a higher one;
+- ``kv.update(slug, last=revision)`` renews it; a holder that was replaced gets
   ``KeyWrongLastSequenceError`` (``LeaseLost``): it must stop at once;
 - a holder that stops renewing loses the key after about the lease time; a standby
   polling ``create`` then gets it;
 - a process restarted under the same instance id (the launcher's, compose's replica)
   takes its own predecessor's lease at once: instance ids are unique among live
   processes, so a lease held by "me" with another boot id is a dead process's;
-- a clean shutdown deletes the key (with ``last=epoch``), so a standby takes over at once.
+- a clean shutdown deletes the key (with ``last=revision``), so a standby takes over at once.
 """
 
 from __future__ import annotations
@@ -64,7 +65,8 @@ class Lease:
         self._kv = kv
         self._key = slug
         self.me = me
-        self.epoch = 0  # the revision held; 0 when not held
+        self.epoch = 0  # the revision this tenure began with; 0 when not held
+        self.revision = 0  # the latest revision of the key (what the next renewal names)
         self._record = b""
         # the last holder seen (by a standby's polls): who an acquisition takes over from,
         # since an expired lease leaves no trace of its holder
@@ -86,14 +88,14 @@ class Lease:
             )
         )
         try:
-            self.epoch = await self._kv.create(self._key, record)
+            self.epoch = self.revision = await self._kv.create(self._key, record)
             previous, previous_epoch = self.last_seen
         except KeyWrongLastSequenceError:
             current, revision = await self.holder()
             if current is None or current.instance != self.me.instance or current.boot_id == self.me.boot_id:
                 return None
             try:  # my own instance id with another boot: a process of mine that died
-                self.epoch = await self._kv.update(self._key, record, last=revision)
+                self.epoch = self.revision = await self._kv.update(self._key, record, last=revision)
             except KeyWrongLastSequenceError:
                 return None
             previous, previous_epoch = current, revision
@@ -104,7 +106,7 @@ class Lease:
         """Keep the lease; ``LeaseLost`` when another instance holds it now. Other errors
         (no server) are the caller's to weigh against the time left."""
         try:
-            self.epoch = await self._kv.update(self._key, self._record, last=self.epoch)
+            self.revision = await self._kv.update(self._key, self._record, last=self.revision)
             return
         except KeyWrongLastSequenceError:
             pass
@@ -112,18 +114,18 @@ class Lease:
         # on: still this process's record, so the lease is still ours at that revision
         current, revision = await self.holder()
         if current is not None and current.boot_id == self.me.boot_id:
-            self.epoch = await self._kv.update(self._key, self._record, last=revision)
+            self.revision = await self._kv.update(self._key, self._record, last=revision)
             return
-        self.epoch = 0
+        self.epoch = self.revision = 0
         raise LeaseLost(f"lease of {self._key} taken by another instance")
 
     async def release(self) -> None:
         """Give the lease up (clean shutdown): a standby takes over without waiting."""
         if not self.held:
             return
-        epoch, self.epoch = self.epoch, 0
+        revision, self.epoch, self.revision = self.revision, 0, 0
         try:
-            await self._kv.delete(self._key, last=epoch)
+            await self._kv.delete(self._key, last=revision)
         except Exception:
             return  # taken meanwhile, or no server: it expires by itself
 
@@ -221,23 +223,34 @@ class LeaseKeeper:
         try:
             async with asyncio.timeout(self.ttl / 3):
                 try:
-                    await self.lease.renew()  # still ours: nobody can have acted meanwhile
+                    await self.lease.renew()
                 except LeaseLost:
                     holder, _ = await self.lease.holder()
-                    if holder is not None or not await self._may_resume():
-                        self.suspended = False
-                        await self._call(
-                            self._on_lost, "another instance took the lease while this one was cut off"
-                        )
+                    if holder is not None:
+                        await self._lose("another instance took the lease while this one was cut off")
                         return
                     if await self.lease.try_acquire() is None:
                         return  # someone was quicker; the next tick tells who
+                # whichever way the lease is ours again, carry on only if no other instance
+                # acted meanwhile (a replica that was cut off too may have answered stale)
+                if not await self._may_resume():
+                    await self._lose("another instance acted while this one was cut off")
+                    return
         except Exception:
             return  # still no server
         self.suspended = False
         self._renewed = time.monotonic()
         self._log.info("lease.resumed", epoch=self.lease.epoch)
-        await self._call(self._on_resumed)
+        try:
+            await self._on_resumed()
+        except Exception as exc:  # could not come back as the active one: leave; a fresh standby starts
+            self._log.exception("lease.resume_failed")
+            await self._lose(f"could not resume: {type(exc).__name__}")
+
+    async def _lose(self, reason: str) -> None:
+        self.suspended = False
+        self.lease.epoch = self.lease.revision = 0
+        await self._call(self._on_lost, reason)
 
     async def _compete(self) -> None:
         try:

@@ -49,7 +49,8 @@ async def test_the_siem_user_does_its_job(secure_nats: NatsServer, secure_settin
                 assert fired.source == "siem"
                 await service.write_status()
                 status = await read_status(admin.nc)
-                assert status is not None and status.sinks[0].delivered == 4
+                # the four, and maybe already the kill switch event and its alert behind them
+                assert status is not None and status.sinks[0].delivered >= 4
             assert not [
                 line for line in _violations(secure_nats) if '"siem"' in line.lower() or "siem" in line
             ]
