@@ -49,6 +49,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/soc.py
 	$(BIN)/python bench/ops.py
 	$(BIN)/python bench/siem.py
+	$(BIN)/python bench/failover.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -20,11 +20,16 @@ retried by the engine; sent again while no instance answers at all), and until a
 started at the kill is acked. The killed node
 is restarted and every replica is current again before the next round (not timed).
 
-Lease takeovers (kill the active instance, issue 13 §2) are not measured yet: the lease
-is not built. `takeover_rounds` is where they go.
+Then --takeovers rounds on the same cluster (issue 13 §8): the deploy engine again, now
+as two instances (deploy-a, deploy-b; lease TTL AOC_LEASE_TTL, 5 s by default). Each
+round kills (-9) the active instance, sends a stop or start at the kill (one command id, sent again every 0.5 s until answered, as an operator would), and
+times until a status is answered by the other instance as active (the takeover) and
+until the command is answered. A command is lost when it is never answered, or when its
+answer is not what the durable desired state says afterwards; the killed instance is
+started again as a standby before the next round (not timed).
 
     .venv/bin/python bench/failover.py
-    .venv/bin/python bench/failover.py --kills 10 --samples 300
+    .venv/bin/python bench/failover.py --kills 10 --samples 300 --takeovers 20
 """
 
 from __future__ import annotations
@@ -199,10 +204,78 @@ async def recovery_after_kill(cluster: NatsCluster, victim: str, verb: str, n: i
         await nc.close()
 
 
-async def takeover_rounds(*_args: object) -> dict[str, list[float]]:
-    """Kill the active instance of an engine and time the standby's takeover (issue 13 §8:
-    20 kills, p50/p99 next to the lease TTL, commands lost). Needs the engine lease."""
-    return {}
+INSTANCES = ("deploy-a", "deploy-b")
+
+
+async def active_instance(nc: Client, timeout: float = 1.0) -> str | None:
+    reply = json.loads((await nc.request(f"aoc.ctl.{ENGINE}.status", b"", timeout=timeout)).data)
+    result = reply.get("result") or {}
+    return result.get("instance") if result.get("role") == "active" else None
+
+
+async def desired_state(js: JetStreamContext) -> str:
+    stored = await js.get_last_msg(subjects.EVENTS_STREAM, subjects.evt(ENGINE, "lifecycle_changed"))
+    return json.loads(stored.data)["data"]["desired"]
+
+
+async def takeover_rounds(
+    nc: Client, js: JetStreamContext, children: Children, env: dict[str, str], rounds: int
+) -> tuple[list[dict[str, float]], int]:
+    """Kill the active instance ``rounds`` times; per round, ms from the kill until the
+    standby answers as active and until the command sent at the kill is answered."""
+    for name in INSTANCES:
+        children.spawn(name, f"services.{ENGINE}", {**env, "AOC_INSTANCE_ID": name})
+    await until(lambda: _known(active_instance(nc)), READY_S, "an active deploy instance")
+    figures: list[dict[str, float]] = []
+    lost = 0
+    for n in range(rounds):
+        victim = await active_instance(nc)
+        assert victim is not None
+        survivor = next(name for name in INSTANCES if name != victim)
+        await until(lambda s=survivor: _beating(js, s), 60, f"{survivor} beating as a standby")
+        verb = "stop" if n % 2 == 0 else "start"
+        body = json.dumps({"reason": "failover bench", "command_id": f"takeover-{n}-{time.time_ns()}"})
+        killed = time.perf_counter()
+        children.procs[victim].kill()
+
+        async def takeover(survivor: str = survivor, killed: float = killed) -> float:
+            while True:
+                with contextlib.suppress(Exception):
+                    if await active_instance(nc, timeout=0.25) == survivor:
+                        return (time.perf_counter() - killed) * 1000
+                await asyncio.sleep(0.02)
+
+        async def answered(verb: str = verb, body: str = body, killed: float = killed) -> float | None:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                try:
+                    msg = await nc.request(f"aoc.ctl.{ENGINE}.{verb}", body.encode(), timeout=0.5)
+                except Exception:
+                    continue  # no instance answered (yet): send it again, same id
+                reply = json.loads(msg.data)
+                if reply.get("ok"):
+                    return (time.perf_counter() - killed) * 1000
+                await asyncio.sleep(0.1)  # refused while the survivor comes up: ask again
+            return None
+
+        took, done = await asyncio.gather(takeover(), answered())
+        expected = "stopped" if verb == "stop" else "running"
+        if done is None or await desired_state(js) != expected:
+            lost += 1
+        figures.append({"takeover": took, "command": done if done is not None else float("nan")})
+        children.procs[victim].wait()
+        children.spawn(victim, f"services.{ENGINE}", {**env, "AOC_INSTANCE_ID": victim})
+    return figures, lost
+
+
+async def _known(awaitable) -> bool:
+    return bool(await awaitable)
+
+
+async def _beating(js: JetStreamContext, instance: str) -> bool:
+    """The instance's standby heartbeat is fresh (it is up and would take over)."""
+    stored = await js.get_last_msg(subjects.HEARTBEATS_STREAM, subjects.hb(ENGINE, instance))
+    return stored.time is not None and time.time() - stored.time.timestamp() < 3.0
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -236,8 +309,13 @@ async def main(args: argparse.Namespace) -> None:
                 cluster.start_node(victim)
                 await until(lambda: whole(js, len(cluster.nodes)), 120, "every replica current again")
                 await until(lambda: _ok(status(nc)), 60, f"{ENGINE} answering")
+            takeovers, lost = [], 0
+            if args.takeovers:
+                children.procs.pop(ENGINE).terminate()  # now as two instances
+                takeovers, lost = await takeover_rounds(nc, js, children, env, args.takeovers)
         await nc.close()
         report(args, base, rounds, foreign)
+        report_takeovers(takeovers, lost, float(env.get("AOC_LEASE_TTL", Settings().lease_ttl)))
 
 
 async def _ok(awaitable) -> bool:
@@ -277,8 +355,27 @@ def report(args, base: dict[str, list[float]], rounds: dict[str, list[dict[str, 
                 ]
             )
     print_table(["what", "p50 ms", "p99 ms", "max ms", "p50 vs healthy"], rows)
-    print("lease takeovers: not measured (the engine lease is not built yet)")
     print(f"during the run: {foreign}; load {load_average()}")
+
+
+def report_takeovers(figures: list[dict[str, float]], lost: int, ttl: float) -> None:
+    if not figures:
+        return
+    took = [f["takeover"] for f in figures]
+    answered = [f["command"] for f in figures if f["command"] == f["command"]]  # not NaN
+    print(f"\nlease takeovers: {len(figures)} kills of the active instance, lease TTL {ttl:g} s")
+    rows = [
+        ["takeover (kill -> the standby answers as active)", f"{percentile(took, 50):.0f}",
+         f"{percentile(took, 99):.0f}", f"{max(took):.0f}", f"{ttl * 1000 + 1000:.0f}"],
+    ]  # fmt: skip
+    if answered:
+        rows.append(
+            ["command sent at the kill, answered", f"{percentile(answered, 50):.0f}",
+             f"{percentile(answered, 99):.0f}", f"{max(answered):.0f}", ""]
+        )  # fmt: skip
+    print_table(["what", "p50 ms", "p99 ms", "max ms", "target p99 (TTL + 1 s)"], rows)
+    verdict_text = "PASS" if percentile(took, 99) <= ttl * 1000 + 1000 else "MISS"
+    print(f"takeover p99 vs TTL + 1 s: {verdict_text}; commands lost: {lost} (must be 0)")
 
 
 if __name__ == "__main__":
@@ -290,5 +387,6 @@ if __name__ == "__main__":
         "--samples", type=int, default=200, help="baseline round trips on the healthy cluster"
     )
     parser.add_argument("--sync", default="always", help="nats-server sync_interval")
+    parser.add_argument("--takeovers", type=int, default=20, help="kills of the active instance (0: none)")
     add_stack_options(parser)
     run_stack_benchmark(main, parse_stack_args(parser))
