@@ -22,11 +22,12 @@ is restarted and every replica is current again before the next round (not timed
 
 Then --takeovers rounds on the same cluster (issue 13 §8): the deploy engine again, now
 as two instances (deploy-a, deploy-b; lease TTL AOC_LEASE_TTL, 5 s by default). Each
-round kills (-9) the active instance, sends a stop or start at the kill (one command id, sent again every 0.5 s until answered, as an operator would), and
-times until a status is answered by the other instance as active (the takeover) and
-until the command is answered. A command is lost when it is never answered, or when its
-answer is not what the durable desired state says afterwards; the killed instance is
-started again as a standby before the next round (not timed).
+round kills (-9) the active instance, sends a stop or start at the kill (one command
+id, sent again every 0.5 s until answered, as an operator would), and times until a
+status is answered by the other instance as active (the takeover) and until the
+command is answered. A command is lost when it is never answered, or when its answer is
+not what the durable desired state says afterwards. The killed instance is started
+again as a standby before the next round (not timed).
 
     .venv/bin/python bench/failover.py
     .venv/bin/python bench/failover.py --kills 10 --samples 300 --takeovers 20
