@@ -43,6 +43,7 @@ from contracts.soc.alerts import (
     summarize,
 )
 from contracts.soc.events import (
+    LEGACY_INSTANCE,
     MAX_AUDITED_RECORDS,
     SOC_PAYLOAD_TYPES,
     AlertRejected,
@@ -55,6 +56,10 @@ from contracts.soc.events import (
     Scores,
     ThreatHuntCompleted,
     Totals,
+    counts_of,
+    max_totals,
+    merge_counts,
+    sum_counts,
 )
 from contracts.soc.feedback import (
     AnalystFeedback,
@@ -96,6 +101,7 @@ __all__ = [
     "FEEDBACK_INTAKE",
     "FEEDBACK_QUEUE",
     "FEEDBACK_STREAM",
+    "LEGACY_INSTANCE",
     "MAX_AUDITED_RECORDS",
     "MAX_BATCH",
     "MAX_QUEUE_MESSAGE_BYTES",
@@ -141,17 +147,21 @@ __all__ = [
     "Verdict",
     "alert_batch_msg_id",
     "alerts_stream",
+    "counts_of",
     "decode_alerts",
     "encode_alerts",
     "ensure_soc_streams",
     "error_path",
     "feedback_decoder",
     "feedback_stream",
+    "max_totals",
+    "merge_counts",
     "new_feedback",
     "parse_alerts",
     "queue_messages",
     "refusal_audit",
     "rejection_audit",
     "submission_decoder",
+    "sum_counts",
     "summarize",
 ]

@@ -30,7 +30,9 @@ class Decision(msgspec.Struct, kw_only=True, omit_defaults=True):
 
 class Totals(msgspec.Struct, kw_only=True):
     """Cumulative SOC counters, carried by every SOC domain event so a restarted
-    engine resumes them from its last event."""
+    engine resumes them from its last event. Every SOC instance triages (one shared work
+    queue), so each counts its own share: ``by_instance`` of an event holds the latest
+    counters of every instance its writer knew, and the SOC's totals are their sum."""
 
     alerts_processed: int = 0
     auto_resolved: int = 0
@@ -49,6 +51,7 @@ class AlertsTriaged(msgspec.Struct, kw_only=True):
     batch_id: str
     decisions: list[Decision]
     totals: Totals
+    by_instance: dict[str, Totals] = {}  # absent before shared triage: see counts_of
 
 
 class EscalatedToHuman(msgspec.Struct, kw_only=True):
@@ -60,6 +63,7 @@ class EscalatedToHuman(msgspec.Struct, kw_only=True):
     sla_due: datetime
     overdue_seconds: float
     totals: Totals
+    by_instance: dict[str, Totals] = {}  # absent before shared triage: see counts_of
 
 
 class PlaybookExecuted(msgspec.Struct, kw_only=True):
@@ -70,6 +74,38 @@ class PlaybookExecuted(msgspec.Struct, kw_only=True):
     result: str  # rule_generated | actions_recorded | failed
     actions: list[dict[str, Any]]
     totals: Totals
+    by_instance: dict[str, Totals] = {}  # absent before shared triage: see counts_of
+
+
+LEGACY_INSTANCE = ""  # the counters of events written before every instance triaged
+
+
+def counts_of(payload: Any) -> dict[str, Totals] | None:
+    """The per-instance counters an event carries (an event from before shared triage:
+    its ``totals`` were the one writer's, kept under ``LEGACY_INSTANCE``)."""
+    totals = getattr(payload, "totals", None)
+    if totals is None:
+        return None
+    return getattr(payload, "by_instance", None) or {LEGACY_INSTANCE: totals}
+
+
+def merge_counts(into: dict[str, Totals], other: dict[str, Totals]) -> None:
+    """Fold ``other`` into ``into``: per instance, counters only grow, so the element-wise
+    max is the later of two snapshots even when events reached the stream out of order."""
+    for instance, totals in other.items():
+        known = into.get(instance)
+        into[instance] = totals if known is None else max_totals(known, totals)
+
+
+def max_totals(a: Totals, b: Totals) -> Totals:
+    return Totals(**{name: max(getattr(a, name), getattr(b, name)) for name in Totals.__struct_fields__})
+
+
+def sum_counts(counts: dict[str, Totals]) -> Totals:
+    """The SOC's totals: the sum of every instance's share."""
+    return Totals(
+        **{name: sum(getattr(t, name) for t in counts.values()) for name in Totals.__struct_fields__}
+    )
 
 
 MAX_AUDITED_RECORDS = 20  # refused records listed in one alert_rejected event (all are counted)

@@ -55,7 +55,7 @@ from services.runtime.stream import replay
 
 log = structlog.get_logger()
 
-SCHEMA_VERSION = 1  # bump when any snapshotted view's state changes shape
+SCHEMA_VERSION = 2  # 2: the SOC's counters per instance. Bump when any snapshotted view's state changes shape
 MAGIC = b"AOC-GATEWAY-READMODELS\n"
 CHECK_EVERY_S = 1.0
 MIN_GAP_S = 5.0  # never two snapshots closer than this ...

@@ -133,7 +133,7 @@ class _Meta(msgspec.Struct, array_like=True):
     live: int
     applied_seq: int
     feedback_seq: int
-    totals: soc.Totals
+    counts: dict[str, soc.Totals]
     pending_feedback: dict[str, dict[str, Any]]
     hunts: list[dict[str, Any]]
     playbook_results: dict[str, int]
@@ -161,7 +161,7 @@ class AlertsView(View):
         self.base = 0
         self.live = 0  # rows not superseded
         self.by_id: dict[str, AlertRow] = {}
-        self.totals = soc.Totals()
+        self.counts: dict[str, soc.Totals] = {}  # every SOC instance's share of the counters
         self.pending_feedback: dict[str, dict[str, Any]] = {}  # verdicts that overtook their decision
         self.hunts: deque[dict[str, Any]] = deque(maxlen=50)
         self.playbook_results: dict[str, int] = {}
@@ -218,11 +218,13 @@ class AlertsView(View):
             )
         elif isinstance(payload, soc.AlertRejected):
             self.rejected += 1
-        totals = getattr(payload, "totals", None)
-        if totals is not None:
-            self.totals = soc.Totals(
-                **{f: max(getattr(self.totals, f), getattr(totals, f)) for f in soc.Totals.__struct_fields__}
-            )
+        counts = soc.counts_of(payload)
+        if counts is not None:
+            soc.merge_counts(self.counts, counts)
+
+    @property
+    def totals(self) -> soc.Totals:
+        return soc.sum_counts(self.counts)
 
     def _add(self, pos: int, decision: soc.Decision) -> None:
         no = self.base + len(self.rows)
@@ -396,6 +398,7 @@ class AlertsView(View):
     def stats(self) -> dict[str, Any]:
         return {
             "totals": msgspec.to_builtins(self.totals),
+            "totals_by_instance": msgspec.to_builtins(self.counts),
             "alerts_in_view": self.live,
             "by_status": {s: len(found) for s in STATUSES if (found := self.statuses.get(s))},
             "playbook_results": dict(self.playbook_results),
@@ -412,7 +415,7 @@ class AlertsView(View):
             self.live,
             self.applied_seq,
             self.feedback_seq,
-            self.totals,
+            dict(self.counts),
             dict(self.pending_feedback),
             list(self.hunts),
             dict(self.playbook_results),
@@ -447,7 +450,7 @@ class AlertsView(View):
             if not row.superseded:
                 self.by_id[row.id] = row
         self.applied_seq, self.feedback_seq = meta.applied_seq, meta.feedback_seq
-        self.totals, self.pending_feedback = meta.totals, meta.pending_feedback
+        self.counts, self.pending_feedback = meta.counts, meta.pending_feedback
         self.hunts = deque(meta.hunts, maxlen=50)
         self.playbook_results, self.rejected = meta.playbook_results, meta.rejected
         self.fields.restore(_field_postings(next(frames)))

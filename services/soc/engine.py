@@ -9,6 +9,12 @@ The story:
   publishes the decisions with their scores and reasons; only then are the queue
   messages acked, so a crash can redeliver but never lose an alert, and the decided
   ids (rebuilt from the events at start) make sure none is decided twice.
+  Triage runs on **every instance**, standbys too (one durable pull consumer shares the
+  queue). Each follows the others' events, so all know every decision; before deciding
+  a redelivered message (its first taker died before acking) an instance catches up
+  with the newest decision in the stream, so what the dead one stored is not decided
+  again. Each counts its own share of the counters (``Totals.by_instance``).
+The lease holder alone does the rest:
 - **escalation** (10 s): escalations nobody answered within their severity's SLA go to
   a human — the engine's error count.
 - **soar**: every confirmed threat (a contain decision, or an analyst's true-positive
@@ -38,6 +44,7 @@ from nats.js.errors import BucketNotFoundError, NoKeysError, NotFoundError
 from contracts import ml, soc, subjects
 from contracts.advisory import ADVISORIES_BUCKET, Advisory
 from contracts.events import Summary, envelope_decoder, utcnow
+from contracts.subjects import EVENTS_STREAM
 from services.runtime import CycleOutcome, Engine, Loop, StopRequested
 from services.runtime.bus import barrier
 from services.shared.triage.bundle import ModelBundle
@@ -46,7 +53,7 @@ from services.soc import hunting, playbooks
 from services.soc.config import SocConfig
 from services.soc.intake import ACTOR as INTAKE_ACTOR
 from services.soc.intake import IntakeHandlers, intake_broker, warm_up
-from services.soc.state import SocState, merge_totals
+from services.soc.state import SocState
 from services.soc.triage import TriagedEvent, decide_batch, fresh_alerts
 
 log = structlog.get_logger()
@@ -54,6 +61,7 @@ log = structlog.get_logger()
 INTAKE_PUBLISH_DEADLINE = 5.0  # a producer is waiting for the intake's reply
 THREAD_THRESHOLD = 200  # alerts: score bigger batches in a worker thread, keep the loop free
 PUBLISH_WINDOW = 16  # decision events in flight at once: bursts beyond this only queue up at the server
+CATCH_UP_S = 5.0  # how long a redelivery waits for the others' decisions to reach this instance
 _advisory_decoder = msgspec.json.Decoder(Advisory)
 
 
@@ -69,6 +77,7 @@ class SocEngine(Engine):
         self.bundle: ModelBundle | None = None
         self.pointer: ml.ModelPointer | None = None
         self.queue_depth: int | None = None
+        self.peers: Any = None  # the Follower of every instance's SOC events
         self.last_hunt: dict[str, Any] = {}
         self._reload_lock = asyncio.Lock()
         self._refused: set[tuple] = set()  # pointers already refused: not retried every pass
@@ -77,7 +86,8 @@ class SocEngine(Engine):
 
     def loops(self) -> list[Loop]:
         return [
-            Loop("triage", self.interval("triage", 0.05), self._triage),
+            # every instance, standbys too: the queue is shared, so triage scales out
+            Loop("triage", self.interval("triage", 0.05), self._triage, everywhere=True),
             # primary: `trigger` answers with statistics and must not wait behind a triage pull
             Loop("escalation", self.interval("escalation", 10), self._escalate, primary=True),
             Loop("soar", self.interval("soar", 5), self._run_playbooks),
@@ -86,17 +96,22 @@ class SocEngine(Engine):
 
     # --- start ---------------------------------------------------------------------------
 
-    async def setup(self) -> None:
+    async def setup_shared(self) -> None:
+        """Every instance: the state (rebuilt, then following every instance's events),
+        the shared queue, the intake (a queue group), the verdicts and the models."""
         await self.ctx.declare(soc.ensure_soc_streams)
         self.registry = await self.ctx.declare(RegistryReader.declared)
-        await self._rebuild()
+        self.state.instance = self.ctx.instance
+        rebuilt = await self._rebuild()
+        self.peers = await self.ctx.follower(
+            subjects.evt(self.slug, "*"), self._on_peer_event, start_seq=rebuilt + 1, name="soc-peers"
+        ).start()
         self.queue = await self.ctx.pull(
             soc.ALERT_QUEUE,
             durable=soc.TRIAGE_CONSUMER,
             stream=soc.ALERTS_STREAM,
             config=ConsumerConfig(ack_wait=self.config.ack_wait, max_ack_pending=100_000),
         )
-        await self._announce_playbooks()
         # the intake: FastStream subscribers on their own connection, for the whole process
         self.intake = IntakeHandlers(self._store_input, self._audit_input, self._lookup)
         self.broker = intake_broker(self.settings, self.intake)
@@ -125,6 +140,10 @@ class SocEngine(Engine):
         gc.collect()
         gc.freeze()
 
+    async def setup(self) -> None:
+        """The lease holder: say which playbooks are in force (it alone runs them)."""
+        await self._announce_playbooks()
+
     async def teardown(self) -> None:
         for task in list(self._tasks):
             task.cancel()
@@ -132,29 +151,57 @@ class SocEngine(Engine):
         if broker is not None:
             with contextlib.suppress(Exception):
                 await broker.stop()
+        if self.peers is not None:
+            await self.peers.stop()
         # a pull subscription left open makes the connection's drain time out
-        for sub in [*self._subs, self.queue]:
+        for sub in [*self._subs, getattr(self, "queue", None)]:
+            if sub is None:
+                continue
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
 
-    async def _rebuild(self) -> None:
-        """Replay this engine's own decisions (and hunts, escalations, playbooks) of the
-        last ``memory_hours``; the counters come from the newest event of each kind, so
-        they survive even when nothing happened inside the window."""
+    async def _rebuild(self) -> int:
+        """Replay the SOC's decisions (and hunts, escalations, playbooks) of the last
+        ``memory_hours``, every instance's; the counters come from the newest event of
+        each kind, so they survive even when nothing happened inside the window. Returns
+        the stream position replayed up to (the peers' follower goes on from there)."""
+        position = (await self.ctx.stream_state(EVENTS_STREAM)).last_seq
         for kind in (soc.AlertsTriaged, soc.EscalatedToHuman, soc.PlaybookExecuted):
             raw = await self.ctx.last(subjects.evt(self.slug, kind.TYPE))
             if raw is not None:
                 # the counters only: an event older than the window must not reopen its alerts
-                self.state.totals = merge_totals(self.state.totals, _payload(raw.data, kind).totals)
+                self.state.apply_counts(_payload(raw.data, kind))
 
         def on_event(_seq: int, data: bytes, _at: Any) -> None:
-            envelope = envelope_decoder.decode(data)
-            kind = soc.SOC_PAYLOAD_TYPES.get(envelope.type)
-            if kind is not None:
-                self.state.apply(msgspec.json.decode(envelope.data, type=kind))
+            self._apply_stored(data)
 
         since = utcnow() - timedelta(hours=self.config.memory_hours)
-        await self.ctx.replay(subjects.evt(self.slug, "*"), on_event, start_time=since)
+        await self.ctx.replay(subjects.evt(self.slug, "*"), on_event, start_time=since, until_seq=position)
+        return position
+
+    def _apply_stored(self, data: bytes) -> None:
+        envelope = envelope_decoder.decode(data)
+        kind = soc.SOC_PAYLOAD_TYPES.get(envelope.type)
+        if kind is not None:
+            self.state.apply(msgspec.json.decode(envelope.data, type=kind))
+
+    def _on_peer_event(self, _seq: int, data: bytes, _at: Any) -> None:
+        """Another instance's event (this one's own were applied when the stream took them)."""
+        if envelope_decoder.decode(data).instance != self.ctx.instance:
+            self._apply_stored(data)
+
+    async def _caught_up(self) -> bool:
+        """Has this instance applied the newest decision in the stream? A redelivered
+        message may hold alerts a dead instance decided and stored but never acked."""
+        newest = await self.ctx.last(subjects.evt(self.slug, soc.AlertsTriaged.TYPE))
+        if newest is None:
+            return True
+        deadline = asyncio.get_running_loop().time() + CATCH_UP_S
+        while self.peers.last_seq < newest.seq:
+            if asyncio.get_running_loop().time() > deadline:
+                return False
+            await asyncio.sleep(0.005)
+        return True
 
     async def _store_input(self, subject: str, body: bytes, msg_id: str) -> None:
         await self.ctx.enqueue(subject, body, msg_id=msg_id, deadline=INTAKE_PUBLISH_DEADLINE)
@@ -227,6 +274,7 @@ class SocEngine(Engine):
                         detail=f"{exc}; still using {previous or 'no model'}",
                         result="failed",
                     ),
+                    shared=True,  # every instance scores: each says which model it refused
                 )
                 return
             self.bundle, self.pointer = bundle, pointer
@@ -236,6 +284,7 @@ class SocEngine(Engine):
                     action="models_reloaded",
                     detail=f"Triage now scores with model {pointer.version} (was {previous or 'none'})",
                 ),
+                shared=True,
             )
 
     # --- triage --------------------------------------------------------------------------
@@ -277,6 +326,13 @@ class SocEngine(Engine):
         """Decide the alerts of these queue messages in rounds of about ``round_alerts``
         (a message is never split), acking each round's messages once its decisions are
         stored."""
+        if any(msg.metadata.num_delivered > 1 for msg in messages) and not await self._caught_up():
+            # the others' decisions have not reached this instance: deciding now could
+            # decide an alert twice. Back to the queue, for whoever is caught up.
+            log.warning("soc.redelivery_deferred", messages=len(messages))
+            for msg in messages:
+                await msg.nak(delay=1)
+            return 0, 0, 0
         rounds: list[tuple[list[Msg], list[soc.Alert]]] = [([], [])]
         rejected = 0
         for msg in messages:
@@ -307,27 +363,31 @@ class SocEngine(Engine):
 
     async def _decide_round(self, alerts: list[soc.Alert]) -> tuple[int, int]:
         fresh, duplicates = fresh_alerts(alerts, self.state.knows)
-        bundle, totals, now = self.bundle, self.state.totals, utcnow()
+        bundle, own, now = self.bundle, self.state.own, utcnow()
         assert bundle is not None
-        totals = msgspec.structs.replace(totals, duplicates=totals.duplicates + duplicates)
+        own = msgspec.structs.replace(own, duplicates=own.duplicates + duplicates)
+        decide = (self.thresholds, self.state.counted(own), self.ctx.instance, now)
         if len(fresh) >= THREAD_THRESHOLD:
-            result = await asyncio.to_thread(decide_batch, fresh, bundle, self.thresholds, totals, now)
+            result = await asyncio.to_thread(decide_batch, fresh, bundle, *decide)
         else:
-            result = decide_batch(fresh, bundle, self.thresholds, totals, now)
+            result = decide_batch(fresh, bundle, *decide)
         if duplicates and not result.events:
-            self.state.totals = merge_totals(self.state.totals, totals)
+            self.state.count_locally(own)
         window = asyncio.Semaphore(PUBLISH_WINDOW)
 
         async def publish(event: TriagedEvent) -> None:
             async with window:
-                await self._publish(event.payload, event.summary, event.event_id)
+                await self._publish(event.payload, event.summary, event.event_id, shared=True)
 
         await asyncio.gather(*(publish(event) for event in result.events))
         return result.decided, duplicates
 
-    async def _publish(self, payload: msgspec.Struct, summary: Summary, event_id: str | None = None) -> None:
-        """Store the event, then fold it into the state (the same fold the rebuild uses)."""
-        await self.ctx.publish(payload, summary, actor="system", event_id=event_id)
+    async def _publish(
+        self, payload: msgspec.Struct, summary: Summary, event_id: str | None = None, *, shared: bool = False
+    ) -> None:
+        """Store the event, then fold it into the state (the same fold the rebuild uses).
+        ``shared``: triage's, which every instance does; the rest is the lease holder's."""
+        await self.ctx.publish(payload, summary, actor="system", event_id=event_id, shared=shared)
         self.state.apply(payload)
 
     async def _audit_rejected(self, msg: Msg, exc: soc.AlertDecodeError) -> None:
@@ -340,6 +400,7 @@ class SocEngine(Engine):
                 body_excerpt=msg.data[:200].decode("utf-8", "replace"),
             ),
             Summary(action="alert_rejected", detail=f"{msg.subject}: {exc}"[:1000], result="rejected"),
+            shared=True,  # triage's, on any instance
         )
 
     # --- escalation ----------------------------------------------------------------------
@@ -350,8 +411,9 @@ class SocEngine(Engine):
         overdue = self.state.overdue(utcnow())
         for escalation in overdue:
             now = utcnow()
-            totals = msgspec.structs.replace(
-                self.state.totals, escalated_to_human=self.state.totals.escalated_to_human + 1
+            own = self.state.own
+            counts = self.state.counted(
+                msgspec.structs.replace(own, escalated_to_human=own.escalated_to_human + 1)
             )
             late = (now - escalation.sla_due).total_seconds()
             await self._publish(
@@ -362,7 +424,8 @@ class SocEngine(Engine):
                     escalated_at=escalation.escalated_at,
                     sla_due=escalation.sla_due,
                     overdue_seconds=round(late, 1),
-                    totals=totals,
+                    totals=soc.sum_counts(counts),
+                    by_instance=counts,
                 ),
                 Summary(
                     action="escalated_to_human",
@@ -411,9 +474,8 @@ class SocEngine(Engine):
             result, artefacts = playbooks.run(playbook, record.alert, utcnow())
             failed += result == "failed"
             ran[result] = ran.get(result, 0) + 1
-            totals = msgspec.structs.replace(
-                self.state.totals, playbooks_run=self.state.totals.playbooks_run + 1
-            )
+            own = self.state.own
+            counts = self.state.counted(msgspec.structs.replace(own, playbooks_run=own.playbooks_run + 1))
             await self._publish(
                 soc.PlaybookExecuted(
                     alert_id=alert_id,
@@ -421,7 +483,8 @@ class SocEngine(Engine):
                     trigger=why,
                     result=result,
                     actions=artefacts,
-                    totals=totals,
+                    totals=soc.sum_counts(counts),
+                    by_instance=counts,
                 ),
                 Summary(
                     action="playbook_executed",

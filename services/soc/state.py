@@ -2,6 +2,8 @@
 verdicts. The engine applies an event right after the stream has stored it, and at
 start-up replays the same events through the same ``apply`` — one code path, so a
 restarted engine knows exactly what it had decided (and never decides an alert twice).
+Every instance triages from the shared queue and follows the others' events through the
+same ``apply``: each knows every decision, and the counters of every instance.
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ from contracts.soc import (
     Scores,
     ThreatHuntCompleted,
     Totals,
+    counts_of,
+    max_totals,
+    merge_counts,
+    sum_counts,
 )
 from services.soc.policy import AUTO_RESOLVE, CONTAIN, ESCALATE
 
@@ -49,20 +55,15 @@ class OpenEscalation:
     sla_due: datetime
 
 
-def merge_totals(a: Totals, b: Totals) -> Totals:
-    """Counters only grow: the element-wise max of two snapshots is the later one, even
-    when concurrently published events reached the stream out of order."""
-    return Totals(**{name: max(getattr(a, name), getattr(b, name)) for name in Totals.__struct_fields__})
-
-
 class SocState:
-    def __init__(self, max_alerts: int = 200_000, recent: int = 50) -> None:
+    def __init__(self, max_alerts: int = 200_000, recent: int = 50, *, instance: str = "") -> None:
         self.max_alerts = max_alerts
+        self.instance = instance  # whose share ``counted`` adds to
         self.alerts: OrderedDict[str, AlertRecord] = OrderedDict()
         self.open_escalations: dict[str, OpenEscalation] = {}
         self.confirmed: OrderedDict[str, str] = OrderedDict()  # alert id -> why, awaiting a playbook
         self.reported_findings: set[tuple[str, str, str]] = set()
-        self.totals = Totals()
+        self.counts: dict[str, Totals] = {}  # the latest counters of every instance
         self.recent_decisions: deque[Decision] = deque(maxlen=recent)
 
     # --- folding events -----------------------------------------------------------------
@@ -84,9 +85,33 @@ class SocState:
         elif isinstance(payload, ThreatHuntCompleted):
             for finding in payload.findings:
                 self.reported_findings.add((finding.alert_id, finding.advisory_id, finding.ioc_value))
-        totals = getattr(payload, "totals", None)
-        if totals is not None:
-            self.totals = merge_totals(self.totals, totals)
+        self.apply_counts(payload)
+
+    def apply_counts(self, payload: msgspec.Struct) -> None:
+        """Only the counters of an event (at start: the newest event of each kind, which
+        may be older than the replayed window)."""
+        counts = counts_of(payload)
+        if counts is not None:
+            merge_counts(self.counts, counts)
+
+    # --- counting -------------------------------------------------------------------------
+
+    @property
+    def totals(self) -> Totals:
+        """The SOC's counters: every instance's share, summed."""
+        return sum_counts(self.counts)
+
+    @property
+    def own(self) -> Totals:
+        return self.counts.get(self.instance, Totals())
+
+    def counted(self, own: Totals) -> dict[str, Totals]:
+        """The counters to carry in an event whose writer's share is now ``own``."""
+        return {**self.counts, self.instance: own}
+
+    def count_locally(self, own: Totals) -> None:
+        """A count no event carries yet (duplicates skipped): the next event will."""
+        self.counts[self.instance] = max_totals(self.own, own)
 
     def _decided(self, decision: Decision) -> None:
         alert = decision.alert
@@ -162,4 +187,4 @@ class SocState:
         }
 
 
-__all__ = ["AUTO_RESOLVE", "CONTAIN", "ESCALATE", "AlertRecord", "OpenEscalation", "SocState", "merge_totals"]
+__all__ = ["AUTO_RESOLVE", "CONTAIN", "ESCALATE", "AlertRecord", "OpenEscalation", "SocState"]

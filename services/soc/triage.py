@@ -19,7 +19,7 @@ from datetime import datetime
 import msgspec
 
 from contracts.events import Summary
-from contracts.soc import Alert, AlertsTriaged, Decision, Scores, Totals, summarize
+from contracts.soc import Alert, AlertsTriaged, Decision, Scores, Totals, sum_counts, summarize
 from services.shared.triage.bundle import ModelBundle, score
 from services.shared.triage.features import extract_batch
 from services.soc.policy import AUTO_RESOLVE, CONTAIN, ESCALATE, Thresholds, decide, sla_due
@@ -58,15 +58,21 @@ def fresh_alerts(alerts: list[Alert], known) -> tuple[list[Alert], int]:
 
 
 def decide_batch(
-    alerts: list[Alert], bundle: ModelBundle, thresholds: Thresholds, totals: Totals, now: datetime
+    alerts: list[Alert],
+    bundle: ModelBundle,
+    thresholds: Thresholds,
+    counts: dict[str, Totals],
+    instance: str,
+    now: datetime,
 ) -> TriageResult:
     """Score and decide ``alerts`` (already de-duplicated). CPU-bound: the engine runs a
-    large batch in a worker thread. ``totals`` are the counters before this batch."""
+    large batch in a worker thread. ``counts`` are every instance's counters before this
+    batch; the decisions count to ``instance``'s share."""
     result = TriageResult()
     if not alerts:
         return result
     scores = score(bundle, extract_batch(alerts))
-    running = msgspec.structs.replace(totals)
+    running = msgspec.structs.replace(counts.get(instance, Totals()))
     grouped: dict[str, list[Decision]] = {AUTO_RESOLVE: [], ESCALATE: [], CONTAIN: []}
     for i, alert in enumerate(alerts):
         p, anomaly, threat = (
@@ -94,9 +100,15 @@ def decide_batch(
         for start in range(0, len(decisions), DECISIONS_PER_EVENT):
             chunk = decisions[start : start + DECISIONS_PER_EVENT]
             digest = hashlib.sha256("\n".join(d.alert.id for d in chunk).encode()).hexdigest()[:32]
+            by_instance = {**counts, instance: msgspec.structs.replace(running)}
             result.events.append(
                 TriagedEvent(
-                    AlertsTriaged(batch_id=digest, decisions=chunk, totals=msgspec.structs.replace(running)),
+                    AlertsTriaged(
+                        batch_id=digest,
+                        decisions=chunk,
+                        totals=sum_counts(by_instance),
+                        by_instance=by_instance,
+                    ),
                     summary_of(kind, chunk, bundle.version),
                     event_id=f"decisions-{kind}-{digest}",
                 )

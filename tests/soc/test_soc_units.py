@@ -9,6 +9,7 @@ import pytest
 
 from contracts.advisory import Advisory, Ioc
 from contracts.soc import (
+    LEGACY_INSTANCE,
     Alert,
     AlertsTriaged,
     AlertSummary,
@@ -18,13 +19,16 @@ from contracts.soc import (
     Process,
     Scores,
     Totals,
+    counts_of,
+    max_totals,
     new_feedback,
+    sum_counts,
     summarize,
 )
 from contracts.soc.playbooks import Match
 from services.soc import hunting, playbooks
 from services.soc.policy import AUTO_RESOLVE, CONTAIN, ESCALATE, Thresholds, decide, sla_due
-from services.soc.state import SocState, merge_totals
+from services.soc.state import SocState
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 T = Thresholds()
@@ -246,7 +250,33 @@ def test_totals_merge_to_the_latest_even_out_of_order() -> None:
         Totals(alerts_processed=5, escalated_to_human=2),
         Totals(alerts_processed=9, escalated_to_human=1),
     )
-    assert merge_totals(newer, older) == Totals(alerts_processed=9, escalated_to_human=2)
+    assert max_totals(newer, older) == Totals(alerts_processed=9, escalated_to_human=2)
+
+
+def test_every_instance_counts_its_share_and_the_totals_are_the_sum() -> None:
+    """Two instances triage the same queue: each event carries every instance's latest
+    counters as its writer knew them; folded in any order, the sum counts each decision
+    once, and the counters from before shared triage (one writer) stay counted."""
+    legacy = AlertsTriaged(batch_id="old", decisions=[], totals=Totals(alerts_processed=100))
+    state_a = SocState(instance="soc-1")
+    state_a.apply(legacy)
+    assert state_a.totals.alerts_processed == 100 and state_a.own == Totals()
+    # soc-1 decides 3, soc-2 (not having seen soc-1's event yet) decides 2
+    by_a = state_a.counted(Totals(alerts_processed=3, escalated=1))
+    event_a = AlertsTriaged(batch_id="a", decisions=[], totals=sum_counts(by_a), by_instance=by_a)
+    state_b = SocState(instance="soc-2")
+    state_b.apply(legacy)
+    by_b = state_b.counted(Totals(alerts_processed=2))
+    event_b = AlertsTriaged(batch_id="b", decisions=[], totals=sum_counts(by_b), by_instance=by_b)
+    for order in ((legacy, event_a, event_b), (event_b, event_a, legacy), (event_a, event_b, event_a)):
+        reader = SocState(instance="gateway")
+        for event in order:
+            reader.apply(event)
+        assert reader.totals == Totals(alerts_processed=105, escalated=1)
+    # the maximum of the two writers' own sums would have lost one share
+    assert max(event_a.totals.alerts_processed, event_b.totals.alerts_processed) == 103
+    # counts_of: an old event's totals are the legacy share
+    assert counts_of(legacy) == {LEGACY_INSTANCE: Totals(alerts_processed=100)}
 
 
 def test_memory_is_bounded() -> None:
