@@ -66,7 +66,7 @@ async def test_operator_stop_survives_kill_9_until_someone_starts_it(settings_en
         assert (revived.state, revived.desired) == ("stopped", "stopped")
 
         started = reply_decoder.decode((await nc.request("aoc.ctl.deploy.start", b"", timeout=2)).data)
-        assert started.state == "running"
+        assert started.state == "running", started
         kill9(engine)
 
         engine = spawn("deploy", settings_env)

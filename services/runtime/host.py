@@ -91,6 +91,7 @@ class EngineHost:
         self.refusals = refusals.RefusalFolder(window_s=settings.refusal_fold_window_s)
         self._fold_flush: asyncio.Task[None] | None = None
         self._active = asyncio.Event()
+        self._opened = asyncio.Event()  # open() has tried the lease: the role says what this instance is
         self.deposed = asyncio.Event()  # set when this instance lost its lease: the process should exit
         self._set_up = False
         self._follower: Follower | None = None
@@ -174,6 +175,7 @@ class EngineHost:
             self.log.info("engine.standby", active=holder.instance if holder else None)
             self._run_shared_loops()
             await self.heartbeats.send()
+        self._opened.set()
         self.keeper.start()
         await barrier(self.nc)  # every endpoint and intake is known to the server once open returns
         self.log.info("engine.opened", state=self.lifecycle.state, desired=self.desired, role=self.role)
@@ -600,6 +602,12 @@ class EngineHost:
     async def _dispatch(self, request: ControlRequest) -> CommandReply:
         if request.refusal is not None:
             return await self._refuse(request)
+        if request.mutating and not self._opened.is_set():
+            # the control endpoints answer before the lease is tried: a command waits to be
+            # acted on by what this instance turns out to be (a restarted process takes its
+            # predecessor's lease at once), not recorded by a standby it is not
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._opened.wait(), self.settings.control_timeout * 0.5)
         if self.role == ACTIVATING:  # the lease is ours and the rebuild is under way
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._active.wait(), self.settings.reply_budget)
