@@ -28,7 +28,9 @@ import nats
 import pytest
 from nats.aio.client import Client
 from nats.js import JetStreamContext
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.js.errors import ServiceUnavailableError
 
 from contracts.settings import Settings
 from contracts.systems import SYSTEMS
@@ -122,7 +124,20 @@ async def stream_leader(js: JetStreamContext, stream: str) -> str | None:
 
 
 async def read_stream(js: JetStreamContext, subject: str, timeout: float = 60.0) -> list[tuple[int, Any]]:
-    """Every message of the stream holding ``subject``, as (stream sequence, msg), in order."""
+    """Every message of the stream holding ``subject``, as (stream sequence, msg), in order.
+    A JetStream API call that times out while the cluster elects a leader (a node just
+    restarted) is tried again from the start, within ``timeout``."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            return await _read_stream_once(js, subject, deadline - asyncio.get_running_loop().time())
+        except (NatsTimeoutError, ServiceUnavailableError):
+            if asyncio.get_running_loop().time() >= deadline:
+                raise
+            await asyncio.sleep(0.5)
+
+
+async def _read_stream_once(js: JetStreamContext, subject: str, timeout: float) -> list[tuple[int, Any]]:
     got: list[tuple[int, Any]] = []
     done = asyncio.Event()
 

@@ -153,6 +153,18 @@ async def run_probe(env: dict[str, str], slug: str, instance_id: str | None = No
     return proc.returncode or 0, stderr.decode()
 
 
+async def probe_with_retries(
+    env: dict[str, str], slug: str, instance_id: str | None = None, retries: int = 3
+) -> tuple[int, str]:
+    """The probe as a container runtime runs it: unhealthy only after ``retries`` failures
+    in a row."""
+    for _ in range(retries):
+        code, why = await run_probe(env, slug, instance_id)
+        if code == 0:
+            return code, why
+    return code, why
+
+
 @pytest.mark.timeout(240)
 async def test_every_engine_is_discoverable_the_moment_aoc_up_says_it_is_up(tmp_path: Path):
     env = up_env(tmp_path)
@@ -181,7 +193,7 @@ async def test_every_engine_is_discoverable_the_moment_aoc_up_says_it_is_up(tmp_
         finally:
             await nc.close()
         # the container probe of one engine pings its own instance
-        assert await run_probe(env, "soc-cycle") == (0, "")  # by host name: no AOC_INSTANCE_ID given
+        assert await probe_with_retries(env, "soc-cycle") == (0, "")  # by host name: no AOC_INSTANCE_ID given
 
 
 @pytest.mark.timeout(420)
@@ -218,7 +230,9 @@ async def test_aoc_up_with_a_3_node_cluster_and_two_instances_of_every_engine(tm
             await nc.close()
 
         probe_env = {**env, "NATS_URL": nats_url}
-        assert await run_probe(probe_env, "soc-cycle", "soc-cycle-2") == (0, "")
+        # as Docker judges it (compose's `retries: 3`): fourteen engines on two cores can
+        # keep one from answering a single 2 s ping, never three in a row
+        assert await probe_with_retries(probe_env, "soc-cycle", "soc-cycle-2") == (0, "")
         code, why = await run_probe(probe_env, "soc-cycle", "soc-cycle-7")
         assert code == 1 and "no $SRV.PING reply from instance soc-cycle-7" in why, why
 

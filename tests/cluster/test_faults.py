@@ -90,7 +90,6 @@ async def test_killing_the_events_leader_mid_run_stores_every_acked_write_once(
                 lambda: stream_leader(js, subjects.EVENTS_STREAM), 30, "a new AOC_EVENTS leader"
             )
             assert new_leader != leader
-            nats_cluster.start_node(leader)  # the old leader comes back and catches up
 
             stored = await read_stream(js, subjects.EVENTS_SUBJECTS)
             sequences = [seq for seq, _ in stored]
@@ -124,7 +123,9 @@ async def test_killing_the_events_leader_mid_run_stores_every_acked_write_once(
         assert [row["id"] for row in live_rows] == list(reversed(ids))  # newest first, stream order
         assert live_rows == fresh_rows
 
-        # the restarted old leader is a current replica again
+        # the old leader comes back (only now: its return moves the cluster's leaders again,
+        # and the checks above want a settled cluster) and is a current replica again
+        nats_cluster.start_node(leader)
         async def caught_up() -> bool:
             info = await js.stream_info(subjects.EVENTS_STREAM)
             peers = {peer.name: peer for peer in info.cluster.replicas or []}
