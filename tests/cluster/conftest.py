@@ -27,8 +27,8 @@ from typing import Any, TypeVar
 import nats
 import pytest
 from nats.aio.client import Client
-from nats.js import JetStreamContext
 from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import ServiceUnavailableError
 

@@ -126,6 +126,7 @@ async def test_killing_the_events_leader_mid_run_stores_every_acked_write_once(
         # the old leader comes back (only now: its return moves the cluster's leaders again,
         # and the checks above want a settled cluster) and is a current replica again
         nats_cluster.start_node(leader)
+
         async def caught_up() -> bool:
             info = await js.stream_info(subjects.EVENTS_STREAM)
             peers = {peer.name: peer for peer in info.cluster.replicas or []}
