@@ -95,7 +95,12 @@ class Engine:
         engine's domain state, open what only the active instance uses."""
 
     async def teardown(self) -> None:
-        """Once per process, at exit."""
+        """Once per process, at exit, if ``setup`` ran (the instance was active once)."""
+
+    async def teardown_shared(self) -> None:
+        """Once per process, at exit, on every instance (after ``teardown``): close what
+        ``setup_shared`` opened. A pull subscription left open makes the connection's drain
+        wait its whole timeout (30 s)."""
 
     async def on_start(self) -> None:
         """Each time the engine enters running."""

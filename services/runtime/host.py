@@ -94,6 +94,7 @@ class EngineHost:
         self._opened = asyncio.Event()  # open() has tried the lease: the role says what this instance is
         self.deposed = asyncio.Event()  # set when this instance lost its lease: the process should exit
         self._set_up = False
+        self._shared_set_up = False
         self._follower: Follower | None = None
         self._fenced_epoch = 0
         self._forwarded: Any = None
@@ -162,6 +163,7 @@ class EngineHost:
         self.heartbeats.start()
 
         await self.engine.setup_shared()
+        self._shared_set_up = True
         await self._desired.load()
         # every instance follows the durable desired state: a standby runs its shared
         # (``everywhere``) loops by it, the active one obeys a change it did not write
@@ -322,6 +324,7 @@ class EngineHost:
         if active:
             with contextlib.suppress(Exception):
                 await self._go(State.STOPPED, reason="process shutting down", actor=self.slug, persist=False)
+        await self.loops.stop()  # a standby's shared (``everywhere``) loops too
         if self._follower is not None:
             await self._follower.stop()
         await self.stop_heartbeats()
@@ -340,6 +343,9 @@ class EngineHost:
         if self._set_up:
             with contextlib.suppress(Exception):
                 await self.engine.teardown()
+        if self._shared_set_up:
+            with contextlib.suppress(Exception):
+                await self.engine.teardown_shared()
         with contextlib.suppress(Exception):
             await self.control.stop()
         if self._forwarded is not None:
