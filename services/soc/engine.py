@@ -60,7 +60,6 @@ log = structlog.get_logger()
 
 INTAKE_PUBLISH_DEADLINE = 5.0  # a producer is waiting for the intake's reply
 THREAD_THRESHOLD = 200  # alerts: score bigger batches in a worker thread, keep the loop free
-PUBLISH_WINDOW = 16  # decision events in flight at once: bursts beyond this only queue up at the server
 CATCH_UP_S = 5.0  # how long a redelivery waits for the others' decisions to reach this instance
 _advisory_decoder = msgspec.json.Decoder(Advisory)
 
@@ -144,7 +143,8 @@ class SocEngine(Engine):
         """The lease holder: say which playbooks are in force (it alone runs them)."""
         await self._announce_playbooks()
 
-    async def teardown(self) -> None:
+    async def teardown_shared(self) -> None:
+        """Everything setup_shared opened, on every instance (a standby's too)."""
         for task in list(self._tasks):
             task.cancel()
         broker = getattr(self, "broker", None)
@@ -373,14 +373,22 @@ class SocEngine(Engine):
             result = decide_batch(fresh, bundle, *decide)
         if duplicates and not result.events:
             self.state.count_locally(own)
-        window = asyncio.Semaphore(PUBLISH_WINDOW)
-
-        async def publish(event: TriagedEvent) -> None:
-            async with window:
-                await self._publish(event.payload, event.summary, event.event_id, shared=True)
-
-        await asyncio.gather(*(publish(event) for event in result.events))
+        await self._store_decisions(result.events)
         return result.decided, duplicates
+
+    async def _store_decisions(self, events: list[TriagedEvent]) -> None:
+        """The round's decision events back to back, confirmed together (one round trip),
+        then folded into the state. One connection's writes are stored in the order sent,
+        so a crash leaves a prefix: each event's counters include the ones before it, and
+        the counters never count a decision the stream does not hold."""
+        batch = self.ctx.batch(shared=True)
+        for event in events:
+            await batch.publish(
+                self.ctx.new_event(event.payload, event.summary, actor="system", event_id=event.event_id)
+            )
+        await batch.confirmed()
+        for event in events:
+            self.state.apply(event.payload)
 
     async def _publish(
         self, payload: msgspec.Struct, summary: Summary, event_id: str | None = None, *, shared: bool = False

@@ -93,12 +93,14 @@ def decide_batch(
             )
         )
         result.counts[kind] += 1
-        running.alerts_processed += 1
-        setattr(running, _COUNTER[kind], getattr(running, _COUNTER[kind]) + 1)
     for kind in (CONTAIN, ESCALATE, AUTO_RESOLVE):  # the urgent ones reach the stream first
         decisions = grouped[kind]
         for start in range(0, len(decisions), DECISIONS_PER_EVENT):
             chunk = decisions[start : start + DECISIONS_PER_EVENT]
+            # each event counts the decisions up to and including its own: stored in
+            # order, a crash after any of them leaves counters the stream bears out
+            running.alerts_processed += len(chunk)
+            setattr(running, _COUNTER[kind], getattr(running, _COUNTER[kind]) + len(chunk))
             digest = hashlib.sha256("\n".join(d.alert.id for d in chunk).encode()).hexdigest()[:32]
             by_instance = {**counts, instance: msgspec.structs.replace(running)}
             result.events.append(
