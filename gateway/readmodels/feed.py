@@ -31,7 +31,26 @@ MAX_ROUTES = 10_000  # (system, type) pairs whose handlers are cached
 Ensure = Callable[[], Awaitable[Any]]
 
 
-class EventFeed:
+class _FollowedSource:
+    """What every source tells from the one Follower it reads with (none before start)."""
+
+    follower: Follower | None
+    start_seq: int
+
+    @property
+    def ready(self) -> bool:
+        return self.follower is not None and self.follower.caught_up.is_set()
+
+    @property
+    def last_seq(self) -> int:
+        return self.follower.last_seq if self.follower is not None else self.start_seq - 1
+
+    async def stop(self) -> None:
+        if self.follower is not None:
+            await self.follower.stop()
+
+
+class EventFeed(_FollowedSource):
     """Every event on AOC_EVENTS, in order, to every view that wants it."""
 
     name = "events"
@@ -53,15 +72,7 @@ class EventFeed:
         self.started_at = 0.0
         self.caught_up_at: float | None = None
 
-    # --- the protocol -------------------------------------------------------------------
-
-    @property
-    def ready(self) -> bool:
-        return self.follower is not None and self.follower.caught_up.is_set()
-
-    @property
-    def last_seq(self) -> int:
-        return self.follower.last_seq if self.follower is not None else self.start_seq - 1
+    # --- the protocol (ready, last_seq and stop: _FollowedSource) ------------------------
 
     @property
     def pending(self) -> int:
@@ -86,10 +97,6 @@ class EventFeed:
             before_resubscribe=self._ensure,
         )
         await self.follower.start()
-
-    async def stop(self) -> None:
-        if self.follower is not None:
-            await self.follower.stop()
 
     # --- dispatch (the replay's hot path: a plain function, no awaits) ------------------
 
@@ -120,7 +127,7 @@ class EventFeed:
             self._on_change()
 
 
-class StreamSource:
+class StreamSource(_FollowedSource):
     """One subject of a stream, to one function ``(seq, data, stored_at)``."""
 
     def __init__(
@@ -147,16 +154,8 @@ class StreamSource:
         self.follower: Follower | None = None
 
     @property
-    def ready(self) -> bool:
-        return self.follower is not None and self.follower.caught_up.is_set()
-
-    @property
     def lag(self) -> int:
         return self.follower.pending if self.follower is not None else 0
-
-    @property
-    def last_seq(self) -> int:
-        return self.follower.last_seq if self.follower is not None else self.start_seq - 1
 
     async def start(self) -> None:
         await self._ensure()
@@ -171,10 +170,6 @@ class StreamSource:
             before_resubscribe=self._ensure,
         )
         await self.follower.start()
-
-    async def stop(self) -> None:
-        if self.follower is not None:
-            await self.follower.stop()
 
     def _deliver(self, seq: int, data: bytes, stored: datetime) -> None:
         try:
