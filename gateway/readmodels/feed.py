@@ -136,7 +136,7 @@ class StreamSource(_FollowedSource):
         nc: Client,
         subject: str,
         stream: str,
-        apply: Callable[[int, bytes, datetime], None],
+        apply: Callable[..., None],  # (seq, data, stored_at); a KeyedSource's (seq, subject, data)
         *,
         ensure: Ensure,
         on_change: Callable[[], None],
@@ -159,7 +159,11 @@ class StreamSource(_FollowedSource):
 
     async def start(self) -> None:
         await self._ensure()
-        self.follower = Follower(
+        self.follower = self._follower()
+        await self.follower.start()
+
+    def _follower(self) -> Follower:
+        return Follower(
             self.nc,
             self.subject,
             self._deliver,
@@ -169,11 +173,15 @@ class StreamSource(_FollowedSource):
             name=self.name,
             before_resubscribe=self._ensure,
         )
-        await self.follower.start()
 
     def _deliver(self, seq: int, data: bytes, stored: datetime) -> None:
+        self._apply_and_signal(self._apply, seq, data, stored)
+
+    def _apply_and_signal(self, apply: Callable[..., None], seq: int, *message: Any) -> None:
+        """One message to ``apply`` (a failure is logged: the source goes on), then the
+        readers woken once the source has caught up."""
         try:
-            self._apply(seq, data, stored)
+            apply(seq, *message)
         except Exception:
             log.exception("readmodel.apply_failed", source=self.name, seq=seq)
         if self.follower is not None and self.follower.caught_up.is_set():
@@ -198,32 +206,8 @@ class KeyedSource(StreamSource):
     subject, data)``. Followed again from the newest ones after a reconnect (applying a
     value twice is harmless)."""
 
-    def __init__(
-        self,
-        name: str,
-        nc: Client,
-        subject: str,
-        stream: str,
-        apply: Callable[[int, str, bytes], None],
-        *,
-        ensure: Ensure,
-        on_change: Callable[[], None],
-    ) -> None:
-        super().__init__(
-            name,
-            nc,
-            subject,
-            stream,
-            lambda *_: None,
-            ensure=ensure,
-            on_change=on_change,
-            last_per_subject=True,
-        )
-        self._apply_keyed = apply
-
-    async def start(self) -> None:
-        await self._ensure()
-        self.follower = _KeyedFollower(
+    def _follower(self) -> Follower:
+        return _KeyedFollower(
             self.nc,
             self.subject,
             self._deliver_keyed,
@@ -232,12 +216,6 @@ class KeyedSource(StreamSource):
             name=self.name,
             before_resubscribe=self._ensure,
         )
-        await self.follower.start()
 
     def _deliver_keyed(self, seq: int, subject: str, data: bytes) -> None:
-        try:
-            self._apply_keyed(seq, subject, data)
-        except Exception:
-            log.exception("readmodel.apply_failed", source=self.name, seq=seq)
-        if self.follower is not None and self.follower.caught_up.is_set():
-            self._on_change()
+        self._apply_and_signal(self._apply, seq, subject, data)
