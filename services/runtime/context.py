@@ -11,7 +11,6 @@ write in one place, and an engine's story stays about its domain.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, Unpack
 
 import msgspec
@@ -29,7 +28,7 @@ from contracts.streams import ensure_bucket, ensure_stream
 from services.runtime.bus import WriteBatch, publish_with_retry
 from services.runtime.desired import desired_of
 from services.runtime.engine import CycleOutcome, Loop
-from services.runtime.stream import Follower, OnMessage, StoredMessage, last_message, replay
+from services.runtime.stream import Follower, OnMessage, ReplayRange, StoredMessage, last_message, replay
 
 if TYPE_CHECKING:
     from services.runtime.host import EngineHost
@@ -134,25 +133,8 @@ class EngineContext:
 
     # --- reading the streams --------------------------------------------------------------
 
-    async def replay(
-        self,
-        subject: str,
-        on_message: OnMessage,
-        *,
-        stream: str | None = None,
-        start_seq: int | None = None,
-        start_time: datetime | None = None,
-        until_seq: int | None = None,
-    ) -> int:
-        return await replay(
-            self._js,
-            subject,
-            on_message,
-            stream=stream,
-            start_seq=start_seq,
-            start_time=start_time,
-            until_seq=until_seq,
-        )
+    async def replay(self, subject: str, on_message: OnMessage, **where: Unpack[ReplayRange]) -> int:
+        return await replay(self._js, subject, on_message, **where)
 
     async def last(self, subject: str, *, stream: str = subjects.EVENTS_STREAM) -> StoredMessage | None:
         return await last_message(self._js, subject, stream=stream)
