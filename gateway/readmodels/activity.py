@@ -18,10 +18,12 @@ import msgspec
 from contracts.events import EntryAnnotated
 from gateway.readmodels.base import FeedEvent, View
 from gateway.readmodels.index import (
-    Candidates,
     Postings,
     WordPostings,
+    field_candidates,
+    listed_under,
     matches_at_word_start,
+    newest_first,
     shortest,
     text_candidates,
     word_set,
@@ -61,6 +63,24 @@ class ActivityRow(msgspec.Struct, array_like=True, gc=False):
             "id": self.id,
             "source": self.source,
         }
+
+
+def activity_row(seq: int, event: FeedEvent) -> ActivityRow:
+    """The log's row for an event (the in-memory window's and the stream scan's alike)."""
+    summary = event.summary
+    return ActivityRow(
+        seq,
+        event.time,
+        event.system,
+        event.type,
+        summary.action,
+        summary.detail,
+        summary.result,
+        event.actor,
+        event.correlation_id,
+        event.id,
+        event.source,
+    )
 
 
 class Annotation(msgspec.Struct, array_like=True):
@@ -127,21 +147,7 @@ class ActivityView(View):
             return  # replayed twice: already in the view
         summary = event.summary
         row_no = self.base + len(self.rows)
-        self.rows.append(
-            ActivityRow(
-                seq,
-                event.time,
-                event.system,
-                event.type,
-                summary.action,
-                summary.detail,
-                summary.result,
-                event.actor,
-                event.correlation_id,
-                event.id,
-                event.source,
-            )
-        )
+        self.rows.append(activity_row(seq, event))
         # the index lists, inline: this is the replay's hot path (20-odd words an event)
         fields = self.fields
         for key in (("system", event.system), ("actor", event.actor), ("result", summary.result)):
@@ -221,18 +227,15 @@ class ActivityView(View):
         needle = text.lower() if text else None
         driver = shortest(
             (
-                self._listed("system", system),
-                self._listed("actor", actor),
-                self._listed("result", result),
-                None if tag is None else Candidates(_present(self.tags.get(tag))),
+                field_candidates(self.fields, "system", system),
+                field_candidates(self.fields, "actor", actor),
+                field_candidates(self.fields, "result", result),
+                None if tag is None else listed_under(self.tags, tag),
                 None if needle is None else text_candidates(self.words, needle),
             )
         )
-        candidates: Iterator[int] | range = (
-            range(end - 1, base - 1, -1) if driver is None else driver.below(end)
-        )
         found: list[ActivityRow] = []
-        for row_no in candidates:
+        for row_no in newest_first(driver, base, end):
             row = rows[row_no - base]
             if since is not None and row.time < since:
                 break  # rows are in stream order, so everything older is out too
@@ -252,11 +255,6 @@ class ActivityView(View):
                 if len(found) >= limit:
                     break
         return found
-
-    def _listed(self, field: str, value: str | None) -> Candidates | None:
-        if value is None:
-            return None
-        return Candidates(_present(self.fields.get((field, value))))
 
     def tags_of(self, entry_id: str) -> list[str]:
         """Every tag given to an entry, first use first, once each."""
@@ -335,10 +333,6 @@ def _chunks(cut: list[tuple[Any, Any, int]]) -> Iterator[list[tuple[Any, Any, in
             chunk, entries = [], 0
     if chunk:
         yield chunk
-
-
-def _present(found: Any) -> list[Any]:
-    return [] if found is None else [found]
 
 
 def _seq(row: ActivityRow) -> int:

@@ -15,6 +15,7 @@ import msgspec
 import structlog
 
 from contracts.advisory import advisory_decoder, feed_state_decoder
+from gateway.readmodels.base import Fed
 
 log = structlog.get_logger()
 
@@ -42,27 +43,12 @@ class KvMirror:
             log.warning("kv_mirror.undecodable", mirror=self.name, key=key[:200])
 
 
-class AdvisoriesView:
+class AdvisoriesView(Fed):
     """Both mirrors; ``ready`` and ``lag`` from their sources."""
 
     name = "advisories"
 
     def __init__(self, advisories_bucket: str, feeds_bucket: str) -> None:
+        super().__init__()
         self.advisories = KvMirror("advisories", advisories_bucket, advisory_decoder)
         self.feeds = KvMirror("advisory_feeds", feeds_bucket, feed_state_decoder)
-        self._sources: list[Any] = []
-
-    def fed_by(self, *sources: Any) -> None:
-        self._sources.extend(sources)
-
-    @property
-    def sources(self) -> list[Any]:
-        return self._sources
-
-    @property
-    def ready(self) -> bool:
-        return all(source.ready for source in self._sources)
-
-    @property
-    def lag(self) -> int:
-        return max((source.lag for source in self._sources), default=0)

@@ -59,28 +59,12 @@ class FeedEvent(msgspec.Struct):
 decode_feed_event = msgspec.json.Decoder(FeedEvent).decode
 
 
-class View:
-    """A pure view fed by sources. Subclasses name the events they fold:
-    ``event_types`` (by type, the last subject token) and/or ``systems`` (every event
-    of those systems); both None = every event."""
-
-    name: ClassVar[str] = ""
-    event_types: ClassVar[frozenset[str] | None] = None
-    systems: ClassVar[frozenset[str] | None] = None
+class Fed:
+    """Something the read-model sources feed: ready when all of them are, as far behind as
+    the furthest."""
 
     def __init__(self) -> None:
         self._sources: list[ReadModel] = []
-
-    def wants(self, system: str, event_type: str) -> bool:
-        types, systems = self.event_types, self.systems
-        if types is None and systems is None:
-            return True
-        return (types is not None and event_type in types) or (systems is not None and system in systems)
-
-    def apply(self, seq: int, event: FeedEvent, raw: bytes) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    # --- the protocol, from the sources ------------------------------------------------
 
     def fed_by(self, *sources: ReadModel) -> None:
         self._sources.extend(sources)
@@ -96,6 +80,25 @@ class View:
     @property
     def lag(self) -> int:
         return max((source.lag for source in self._sources), default=0)
+
+
+class View(Fed):
+    """A pure view fed by sources. Subclasses name the events they fold:
+    ``event_types`` (by type, the last subject token) and/or ``systems`` (every event
+    of those systems); both None = every event."""
+
+    name: ClassVar[str] = ""
+    event_types: ClassVar[frozenset[str] | None] = None
+    systems: ClassVar[frozenset[str] | None] = None
+
+    def wants(self, system: str, event_type: str) -> bool:
+        types, systems = self.event_types, self.systems
+        if types is None and systems is None:
+            return True
+        return (types is not None and event_type in types) or (systems is not None and system in systems)
+
+    def apply(self, seq: int, event: FeedEvent, raw: bytes) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
 
 
 class ChangeSignal:

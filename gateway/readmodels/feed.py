@@ -31,7 +31,26 @@ MAX_ROUTES = 10_000  # (system, type) pairs whose handlers are cached
 Ensure = Callable[[], Awaitable[Any]]
 
 
-class EventFeed:
+class _FollowedSource:
+    """What every source tells from the one Follower it reads with (none before start)."""
+
+    follower: Follower | None
+    start_seq: int
+
+    @property
+    def ready(self) -> bool:
+        return self.follower is not None and self.follower.caught_up.is_set()
+
+    @property
+    def last_seq(self) -> int:
+        return self.follower.last_seq if self.follower is not None else self.start_seq - 1
+
+    async def stop(self) -> None:
+        if self.follower is not None:
+            await self.follower.stop()
+
+
+class EventFeed(_FollowedSource):
     """Every event on AOC_EVENTS, in order, to every view that wants it."""
 
     name = "events"
@@ -53,15 +72,7 @@ class EventFeed:
         self.started_at = 0.0
         self.caught_up_at: float | None = None
 
-    # --- the protocol -------------------------------------------------------------------
-
-    @property
-    def ready(self) -> bool:
-        return self.follower is not None and self.follower.caught_up.is_set()
-
-    @property
-    def last_seq(self) -> int:
-        return self.follower.last_seq if self.follower is not None else self.start_seq - 1
+    # --- the protocol (ready, last_seq and stop: _FollowedSource) ------------------------
 
     @property
     def pending(self) -> int:
@@ -86,10 +97,6 @@ class EventFeed:
             before_resubscribe=self._ensure,
         )
         await self.follower.start()
-
-    async def stop(self) -> None:
-        if self.follower is not None:
-            await self.follower.stop()
 
     # --- dispatch (the replay's hot path: a plain function, no awaits) ------------------
 
@@ -120,7 +127,7 @@ class EventFeed:
             self._on_change()
 
 
-class StreamSource:
+class StreamSource(_FollowedSource):
     """One subject of a stream, to one function ``(seq, data, stored_at)``."""
 
     def __init__(
@@ -129,7 +136,7 @@ class StreamSource:
         nc: Client,
         subject: str,
         stream: str,
-        apply: Callable[[int, bytes, datetime], None],
+        apply: Callable[..., None],  # (seq, data, stored_at); a KeyedSource's (seq, subject, data)
         *,
         ensure: Ensure,
         on_change: Callable[[], None],
@@ -147,20 +154,16 @@ class StreamSource:
         self.follower: Follower | None = None
 
     @property
-    def ready(self) -> bool:
-        return self.follower is not None and self.follower.caught_up.is_set()
-
-    @property
     def lag(self) -> int:
         return self.follower.pending if self.follower is not None else 0
 
-    @property
-    def last_seq(self) -> int:
-        return self.follower.last_seq if self.follower is not None else self.start_seq - 1
-
     async def start(self) -> None:
         await self._ensure()
-        self.follower = Follower(
+        self.follower = self._follower()
+        await self.follower.start()
+
+    def _follower(self) -> Follower:
+        return Follower(
             self.nc,
             self.subject,
             self._deliver,
@@ -170,15 +173,15 @@ class StreamSource:
             name=self.name,
             before_resubscribe=self._ensure,
         )
-        await self.follower.start()
-
-    async def stop(self) -> None:
-        if self.follower is not None:
-            await self.follower.stop()
 
     def _deliver(self, seq: int, data: bytes, stored: datetime) -> None:
+        self._apply_and_signal(self._apply, seq, data, stored)
+
+    def _apply_and_signal(self, apply: Callable[..., None], seq: int, *message: Any) -> None:
+        """One message to ``apply`` (a failure is logged: the source goes on), then the
+        readers woken once the source has caught up."""
         try:
-            self._apply(seq, data, stored)
+            apply(seq, *message)
         except Exception:
             log.exception("readmodel.apply_failed", source=self.name, seq=seq)
         if self.follower is not None and self.follower.caught_up.is_set():
@@ -203,32 +206,8 @@ class KeyedSource(StreamSource):
     subject, data)``. Followed again from the newest ones after a reconnect (applying a
     value twice is harmless)."""
 
-    def __init__(
-        self,
-        name: str,
-        nc: Client,
-        subject: str,
-        stream: str,
-        apply: Callable[[int, str, bytes], None],
-        *,
-        ensure: Ensure,
-        on_change: Callable[[], None],
-    ) -> None:
-        super().__init__(
-            name,
-            nc,
-            subject,
-            stream,
-            lambda *_: None,
-            ensure=ensure,
-            on_change=on_change,
-            last_per_subject=True,
-        )
-        self._apply_keyed = apply
-
-    async def start(self) -> None:
-        await self._ensure()
-        self.follower = _KeyedFollower(
+    def _follower(self) -> Follower:
+        return _KeyedFollower(
             self.nc,
             self.subject,
             self._deliver_keyed,
@@ -237,12 +216,6 @@ class KeyedSource(StreamSource):
             name=self.name,
             before_resubscribe=self._ensure,
         )
-        await self.follower.start()
 
     def _deliver_keyed(self, seq: int, subject: str, data: bytes) -> None:
-        try:
-            self._apply_keyed(seq, subject, data)
-        except Exception:
-            log.exception("readmodel.apply_failed", source=self.name, seq=seq)
-        if self.follower is not None and self.follower.caught_up.is_set():
-            self._on_change()
+        self._apply_and_signal(self._apply, seq, subject, data)

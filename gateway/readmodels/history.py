@@ -22,7 +22,7 @@ import msgspec
 from nats.js import JetStreamContext
 
 from contracts import subjects
-from gateway.readmodels.activity import ActivityRow
+from gateway.readmodels.activity import ActivityRow, activity_row
 from gateway.readmodels.base import decode_feed_event
 from gateway.readmodels.index import matches_at_word_start
 from services.runtime.stream import replay
@@ -83,20 +83,7 @@ class History:
                 event = decode_feed_event(data)
             except (msgspec.DecodeError, msgspec.ValidationError):
                 return
-            summary = event.summary
-            row = ActivityRow(
-                seq,
-                event.time,
-                event.system,
-                event.type,
-                summary.action,
-                summary.detail,
-                summary.result,
-                event.actor,
-                event.correlation_id,
-                event.id,
-                event.source,
-            )
+            row = activity_row(seq, event)
             if filters.since is not None and row.time < filters.since:
                 older_than_since = True
                 return

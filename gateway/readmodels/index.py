@@ -211,6 +211,24 @@ class Candidates:
                 yield row_no
 
 
+def listed_under(postings: Postings, key: Any) -> Candidates:
+    """The rows listed under one key (none when nothing is)."""
+    found = postings.get(key)
+    return Candidates([] if found is None else [found])
+
+
+def field_candidates(fields: Postings, name: str, value: str | None) -> Candidates | None:
+    """The rows whose field ``name`` is ``value``, listed under ``(name, value)``; None
+    when the page does not filter by that field."""
+    return None if value is None else listed_under(fields, (name, value))
+
+
+def newest_first(driver: Candidates | None, base: int, end: int) -> Iterator[int] | range:
+    """The row numbers below ``end`` a page looks at: the most selective filter's, or every
+    row down to ``base`` when no filter has an index."""
+    return range(end - 1, base - 1, -1) if driver is None else driver.below(end)
+
+
 def _backwards(found: array, end: int) -> Iterator[int]:
     for index in range(end - 1, -1, -1):
         yield found[index]

@@ -30,7 +30,10 @@ from gateway.readmodels.index import (
     Candidates,
     Postings,
     WordPostings,
+    field_candidates,
+    listed_under,
     matches_at_word_start,
+    newest_first,
     shortest,
     text_candidates,
     word_set,
@@ -335,13 +338,13 @@ class AlertsView(View):
         needle = text.lower() if text else None
         driver = shortest(
             (
-                self._listed("decision", decision),
-                self._listed("severity", severity),
-                self._listed("source", source),
-                self._listed("host", host),
-                self._listed("user", user),
-                self._listed("model", model_version),
-                None if status is None else Candidates(_present(self.statuses.get(status))),
+                field_candidates(self.fields, "decision", decision),
+                field_candidates(self.fields, "severity", severity),
+                field_candidates(self.fields, "source", source),
+                field_candidates(self.fields, "host", host),
+                field_candidates(self.fields, "user", user),
+                field_candidates(self.fields, "model", model_version),
+                None if status is None else listed_under(self.statuses, status),
                 None
                 if technique is None
                 else Candidates(
@@ -359,11 +362,8 @@ class AlertsView(View):
                 None if needle is None else text_candidates(self.words, needle),
             )
         )
-        candidates: Iterator[int] | range = (
-            range(end - 1, base - 1, -1) if driver is None else driver.below(end)
-        )
         found: list[AlertRow] = []
-        for no in candidates:
+        for no in newest_first(driver, base, end):
             row = rows[no - base]
             if row.superseded:
                 continue
@@ -389,11 +389,6 @@ class AlertsView(View):
                 if len(found) >= limit:
                     break
         return found
-
-    def _listed(self, field: str, value: str | None) -> Candidates | None:
-        if value is None:
-            return None
-        return Candidates(_present(self.fields.get((field, value))))
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -461,10 +456,6 @@ class AlertsView(View):
 
 def _pos(row: AlertRow) -> int:
     return row.pos
-
-
-def _present(found: Any) -> list[Any]:
-    return [] if found is None else [found]
 
 
 def _searchable(alert: soc.AlertSummary) -> str:

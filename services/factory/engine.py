@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from typing import Any
+from typing import Any, Unpack
 
 import msgspec
 from nats.aio.msg import Msg
@@ -59,6 +59,7 @@ from contracts.factory.ledger import CANCEL_FROM, DEPLOY_FROM, GENERATE_FROM, Le
 from services.factory.frontend import FrontendTree, RefusedWrite
 from services.factory.render import Renderer, complexity
 from services.runtime import CycleOutcome, Engine, Loop
+from services.runtime.context import EventMeta
 from services.runtime.loops import stop_task
 from services.shared.frontend_kit.install import install, installed_version, kit_version
 
@@ -503,19 +504,9 @@ class FactoryEngine(Engine):
 
     # --- events -------------------------------------------------------------------------------
 
-    async def _record(
-        self,
-        payload: msgspec.Struct,
-        summary: Summary,
-        *,
-        actor: str | None = None,
-        correlation_id: str = "",
-        event_id: str | None = None,
-    ) -> int:
+    async def _record(self, payload: msgspec.Struct, summary: Summary, **meta: Unpack[EventMeta]) -> int:
         """Publish an event (acked by the stream) and apply it; returns its stream sequence."""
-        event = self.ctx.new_event(
-            payload, summary, actor=actor, correlation_id=correlation_id, event_id=event_id
-        )
+        event = self.ctx.new_event(payload, summary, **meta)
         ack = await self.ctx.publish_event(event)
         self.ledger.apply(ack.seq, event)
         return ack.seq

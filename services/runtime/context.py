@@ -11,8 +11,7 @@ write in one place, and an engine's story stays about its domain.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, Unpack
 
 import msgspec
 from nats.aio.msg import Msg
@@ -29,12 +28,21 @@ from contracts.streams import ensure_bucket, ensure_stream
 from services.runtime.bus import WriteBatch, publish_with_retry
 from services.runtime.desired import desired_of
 from services.runtime.engine import CycleOutcome, Loop
-from services.runtime.stream import Follower, OnMessage, StoredMessage, last_message, replay
+from services.runtime.stream import Follower, OnMessage, ReplayRange, StoredMessage, last_message, replay
 
 if TYPE_CHECKING:
     from services.runtime.host import EngineHost
 
 T = TypeVar("T")
+
+
+class EventMeta(TypedDict, total=False):
+    """The keywords every way of writing an event takes; EngineHost.new_event gives their
+    defaults (the engine as actor, no correlation, a fresh id)."""
+
+    actor: str | None
+    correlation_id: str
+    event_id: str | None
 
 
 class Fenced(Exception):
@@ -87,35 +95,16 @@ class EngineContext:
         if not shared and not self.active:
             raise Fenced(f"{self.instance} is {self._host.role}: it writes nothing as {self.slug}")
 
-    def new_event(
-        self,
-        payload: msgspec.Struct,
-        summary: Summary,
-        *,
-        actor: str | None = None,
-        correlation_id: str = "",
-        event_id: str | None = None,
-    ) -> Envelope:
-        return self._host.new_event(
-            payload, summary, actor=actor, correlation_id=correlation_id, event_id=event_id
-        )
+    def new_event(self, payload: msgspec.Struct, summary: Summary, **meta: Unpack[EventMeta]) -> Envelope:
+        return self._host.new_event(payload, summary, **meta)
 
     async def publish(
-        self,
-        payload: msgspec.Struct,
-        summary: Summary,
-        *,
-        actor: str | None = None,
-        correlation_id: str = "",
-        event_id: str | None = None,
-        shared: bool = False,
+        self, payload: msgspec.Struct, summary: Summary, *, shared: bool = False, **meta: Unpack[EventMeta]
     ) -> Envelope:
         """Publish one event of this engine (stream ack, retries, dedup by its id). Only
         the active instance may, except for ``shared`` work (an ``everywhere`` loop's)."""
         self._check_active(shared)
-        return await self._host.publish(
-            payload, summary, actor=actor, correlation_id=correlation_id, event_id=event_id
-        )
+        return await self._host.publish(payload, summary, **meta)
 
     async def publish_event(self, event: Envelope, *, shared: bool = False) -> PubAck:
         """Publish an envelope built with ``new_event`` (its ack tells its sequence)."""
@@ -144,25 +133,8 @@ class EngineContext:
 
     # --- reading the streams --------------------------------------------------------------
 
-    async def replay(
-        self,
-        subject: str,
-        on_message: OnMessage,
-        *,
-        stream: str | None = None,
-        start_seq: int | None = None,
-        start_time: datetime | None = None,
-        until_seq: int | None = None,
-    ) -> int:
-        return await replay(
-            self._js,
-            subject,
-            on_message,
-            stream=stream,
-            start_seq=start_seq,
-            start_time=start_time,
-            until_seq=until_seq,
-        )
+    async def replay(self, subject: str, on_message: OnMessage, **where: Unpack[ReplayRange]) -> int:
+        return await replay(self._js, subject, on_message, **where)
 
     async def last(self, subject: str, *, stream: str = subjects.EVENTS_STREAM) -> StoredMessage | None:
         return await last_message(self._js, subject, stream=stream)

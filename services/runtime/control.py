@@ -92,18 +92,31 @@ def parse_request(subject: str, body: bytes, headers: dict[str, str], reply_to: 
     verb = refusals.bound(parsed[1] if parsed else subject.rsplit(".", 1)[-1], 64)
     origin = command_origin(subject, headers)
 
-    def refused(error: str, message: str, command: Command, body_digest: str = "") -> ControlRequest:
+    def request(
+        command: Command, command_id: str, correlation_id: str, refusal: Refusal | None, body_digest: str = ""
+    ) -> ControlRequest:
+        # the actor: the server-vouched user (5 tokens) or the relayed body's; never a header
+        actor = command.actor or ANONYMOUS_NATS
         return ControlRequest(
             subject,
             verb,
             origin,
             command,
-            command.actor or ANONYMOUS_NATS,
+            actor,
+            command_id,
+            correlation_id,
+            refusal,
+            body,
+            headers,
+            body_digest,
+        )
+
+    def refused(error: str, message: str, command: Command, body_digest: str = "") -> ControlRequest:
+        return request(
+            command,
             command.command_id or new_id(),
             command.correlation_id or "",
             Refusal(error, message),
-            body,
-            headers,
             body_digest,
         )
 
@@ -128,18 +141,8 @@ def parse_request(subject: str, body: bytes, headers: dict[str, str], reply_to: 
     if verb not in VERBS:
         return refused("unknown_verb", f"unknown verb {verb!r}; expected one of {', '.join(VERBS)}", command)
     command_id = command.command_id or new_id()
-    return ControlRequest(
-        subject,
-        verb,
-        origin,
-        command,
-        # the actor: the server-vouched user (5 tokens) or the relayed body's; never a header
-        command.actor or ANONYMOUS_NATS,
-        command_id,
-        command.correlation_id or headers.get("X-Correlation-ID") or command_id,
-        None,
-        body,
-        headers,
+    return request(
+        command, command_id, command.correlation_id or headers.get("X-Correlation-ID") or command_id, None
     )
 
 

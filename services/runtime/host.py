@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Unpack
 
 import msgspec
 import structlog
@@ -45,7 +45,7 @@ from contracts.settings import Settings
 from contracts.streams import command_ids_bucket, ensure_all
 from services.runtime import idempotency, recovery, refusals
 from services.runtime.bus import EventPublisher, Superseded, barrier, connect
-from services.runtime.context import EngineContext
+from services.runtime.context import EngineContext, EventMeta
 from services.runtime.control import (
     ControlEndpoints,
     ControlRequest,
@@ -513,20 +513,10 @@ class EngineHost:
 
     # --- events ---------------------------------------------------------------------------
 
-    async def publish(
-        self,
-        payload: msgspec.Struct,
-        summary: Summary,
-        *,
-        actor: str | None = None,
-        correlation_id: str = "",
-        event_id: str | None = None,
-    ) -> Envelope:
+    async def publish(self, payload: msgspec.Struct, summary: Summary, **meta: Unpack[EventMeta]) -> Envelope:
         """Publish one event (stream ack, retries). A deterministic ``event_id`` makes a
         re-publish after a crash a duplicate the stream drops (Nats-Msg-Id)."""
-        event = self.new_event(
-            payload, summary, actor=actor, correlation_id=correlation_id, event_id=event_id
-        )
+        event = self.new_event(payload, summary, **meta)
         await self.publisher.publish(event)
         return event
 

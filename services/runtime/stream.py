@@ -20,7 +20,7 @@ import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict
 
 import structlog
 from nats.aio.client import Client
@@ -60,6 +60,16 @@ async def _nothing_to_deliver(sub: Any, delivered: int) -> bool:
     info = await sub.consumer_info()
     sent = info.delivered.consumer_seq if info.delivered is not None else 0
     return info.num_pending == 0 and sent <= delivered
+
+
+class ReplayRange(TypedDict, total=False):
+    """The keywords of ``replay`` that say which stored messages it reads, for the
+    wrappers that pass them on (EngineContext.replay)."""
+
+    stream: str | None
+    start_seq: int | None
+    start_time: datetime | None
+    until_seq: int | None
 
 
 async def replay(

@@ -53,6 +53,27 @@ def _command(event: Envelope) -> dict[str, Any] | None:
     return None if audit is None else msgspec.to_builtins(audit)
 
 
+def _alert_event(
+    event_id: str, payload: AlertFired | AlertResolved, at: datetime, detail: str, correlation_id: str = ""
+) -> Envelope:
+    """The SIEM's event for an alert that fired or resolved (summary result: fired/resolved)."""
+    return Envelope(
+        id=event_id,
+        source=SIEM,
+        type=payload.TYPE,
+        system=SIEM,
+        time=at,
+        summary=Summary(
+            action=f"alert_{payload.rule}"[:64],
+            detail=detail[:500],
+            result="fired" if isinstance(payload, AlertFired) else "resolved",
+        ),
+        actor="system",
+        correlation_id=correlation_id,
+        data=msgspec.Raw(msgspec.json.encode(payload)),
+    )
+
+
 def _data(event: Envelope) -> dict[str, Any]:
     try:
         value = msgspec.json.decode(event.data)
@@ -121,18 +142,12 @@ class AlertEngine:
             trigger_seq=trigger_seq,
             facts=facts or {},
         )
-        envelope = Envelope(
-            id=event_id,
-            source=SIEM,
-            type=AlertFired.TYPE,
-            system=SIEM,
-            time=at,
-            summary=Summary(
-                action=f"alert_{rule.name}"[:64], detail=f"{target}: {title}"[:500], result="fired"
-            ),
-            actor="system",
+        envelope = _alert_event(
+            event_id,
+            payload,
+            at,
+            f"{target}: {title}",
             correlation_id=trigger.correlation_id if trigger else "",
-            data=msgspec.Raw(msgspec.json.encode(payload)),
         )
         self._opened(envelope, payload)
         self.info[rule.name].fired += 1
@@ -153,18 +168,7 @@ class AlertEngine:
             duration_s=round(max(0.0, (at - fired.fired_at).total_seconds()), 3),
             reason=reason[:500],
         )
-        envelope = Envelope(
-            id=resolution_id(fired.id),
-            source=SIEM,
-            type=AlertResolved.TYPE,
-            system=SIEM,
-            time=at,
-            summary=Summary(
-                action=f"alert_{rule.name}"[:64], detail=f"{target}: {reason}"[:500], result="resolved"
-            ),
-            actor="system",
-            data=msgspec.Raw(msgspec.json.encode(payload)),
-        )
+        envelope = _alert_event(resolution_id(fired.id), payload, at, f"{target}: {reason}")
         self._closed(envelope, payload)
         self._emit(envelope)
 
@@ -290,34 +294,24 @@ class AlertEngine:
     def _on_kill_switch_used(self, rule: r.KillSwitchUsed, seq: int, at: datetime, event: Envelope) -> None:
         if event.type == "kill_switch_engaged":
             data = _data(event)
-            self._fire(
+            self._fire_kill_switch(
                 rule,
-                "all",
-                event.id,
+                seq,
                 at,
-                title="kill switch engaged",
-                detail=f"by {event.actor}: {data.get('reason') or 'no reason given'}",
-                trigger=event,
-                trigger_seq=seq,
-                facts={"actor": event.actor, "via": "gateway", "succeeded": data.get("succeeded")},
+                event,
+                f"by {event.actor}: {data.get('reason') or 'no reason given'}",
+                {"actor": event.actor, "via": "gateway", "succeeded": data.get("succeeded")},
             )
         elif (data := _command(event)) is not None and (
             data.get("origin") == "all" and data.get("verb") == "stop" and data.get("outcome") == "accepted"
         ):
-            self._fire(
+            self._fire_kill_switch(
                 rule,
-                "all",
-                event.id,
+                seq,
                 at,
-                title="kill switch engaged",
-                detail=f"broadcast stop by {event.actor}: {data.get('reason') or 'no reason given'}",
-                trigger=event,
-                trigger_seq=seq,
-                facts={
-                    "actor": event.actor,
-                    "via": "nats",
-                    "subject": str(data.get("subject", ""))[:200],
-                },
+                event,
+                f"broadcast stop by {event.actor}: {data.get('reason') or 'no reason given'}",
+                {"actor": event.actor, "via": "nats", "subject": str(data.get("subject", ""))[:200]},
             )
         # (not elif: a start's own lifecycle event carries its command too)
         if (
@@ -326,6 +320,27 @@ class AlertEngine:
             and self._every_system_running()
         ):
             self._resolve(rule, "all", at, "every system is running again")
+
+    def _fire_kill_switch(
+        self,
+        rule: r.KillSwitchUsed,
+        seq: int,
+        at: datetime,
+        event: Envelope,
+        detail: str,
+        facts: dict[str, Any],
+    ) -> None:
+        self._fire(
+            rule,
+            "all",
+            event.id,
+            at,
+            title="kill switch engaged",
+            detail=detail,
+            trigger=event,
+            trigger_seq=seq,
+            facts=facts,
+        )
 
     def _every_system_running(self) -> bool:
         return all(state == "running" for system, state in self.lifecycle.items() if system in SYSTEMS)
