@@ -31,19 +31,16 @@ from contracts.commands import CommandReply
 from contracts.events import (
     CycleCompleted,
     Envelope,
-    InstanceTookOver,
     LifecycleChanged,
     StatusSnapshot,
     Summary,
     encode,
-    envelope_decoder,
     new_event,
     new_id,
-    utcnow,
 )
 from contracts.settings import Settings
 from contracts.streams import command_ids_bucket, ensure_all
-from services.runtime import idempotency, recovery, refusals
+from services.runtime import idempotency, refusals
 from services.runtime.bus import EventPublisher, Superseded, barrier, connect
 from services.runtime.context import EngineContext, EventMeta
 from services.runtime.control import (
@@ -54,23 +51,20 @@ from services.runtime.control import (
     forwarded_request,
     parse_request,
 )
-from services.runtime.counters import Counters, resume_counters
+from services.runtime.counters import Counters
 from services.runtime.desired import DesiredState
 from services.runtime.engine import CycleOutcome, Engine, Loop
 from services.runtime.heartbeat import Heartbeats
-from services.runtime.lease import Acquired, Lease, LeaseKeeper, Me
+from services.runtime.lease import Lease, LeaseKeeper, Me
 from services.runtime.lifecycle import Lifecycle, State
 from services.runtime.loops import LoopRunner
 from services.runtime.process import process_metrics
 from services.runtime.replies import Replies, command_audit, command_record, command_summary, outcome_of
-from services.runtime.stream import Follower, last_message
+from services.runtime.tenure import ACTIVATING, ACTIVE, STANDBY, SUSPENDED, Tenure
 
 log = structlog.get_logger()
 
 T = TypeVar("T")
-# an instance's role: standby until it holds the lease; activating while it rebuilds;
-# suspended while it cannot renew the lease (fenced: nothing runs), until it resumes
-ACTIVE, STANDBY, ACTIVATING, SUSPENDED = "active", "standby", "activating", "suspended"
 
 
 class EngineHost:
@@ -86,25 +80,24 @@ class EngineHost:
         self.instance = settings.effective_instance_id
         self.role = STANDBY  # active once it holds the engine's lease (lease.py)
         self.replies = Replies(self.slug, lambda: (self.lifecycle.state, self.desired))
-        self._transition = asyncio.Lock()
-        self._background: set[asyncio.Task[Any]] = set()
+        self.transition = asyncio.Lock()
+        self.background: set[asyncio.Task[Any]] = set()
         self.refusals = refusals.RefusalFolder(window_s=settings.refusal_fold_window_s)
         self._fold_flush: asyncio.Task[None] | None = None
-        self._active = asyncio.Event()
-        self._opened = asyncio.Event()  # open() has tried the lease: the role says what this instance is
+        self.activated = asyncio.Event()
+        self.opened = asyncio.Event()  # open() has tried the lease: the role says what this instance is
         self.deposed = asyncio.Event()  # set when this instance lost its lease: the process should exit
-        self._set_up = False
+        self.set_up = False
         self._shared_set_up = False
-        self._follower: Follower | None = None
-        self._fenced_epoch = 0
         self._forwarded: Any = None
         self.log = log.bind(system=self.slug, instance=self.instance)
+        self.tenure = Tenure(self)  # what this instance does as its role changes with the lease
         self.ctx = EngineContext(self)
         engine.ctx = self.ctx
 
     @property
     def desired(self) -> State:
-        return self._desired.value if hasattr(self, "_desired") else State.RUNNING
+        return self.desired_state.value if hasattr(self, "desired_state") else State.RUNNING
 
     # --- process lifetime -----------------------------------------------------------------
 
@@ -120,13 +113,13 @@ class EngineHost:
         self.keeper = LeaseKeeper(
             self.lease,
             self.settings.lease_ttl,
-            on_acquired=self._activate,
-            on_suspended=self._suspend,
-            on_resumed=self._resume,
-            on_lost=self._deposed,
-            may_resume=self._nobody_else_acted,
+            on_acquired=self.tenure.activate,
+            on_suspended=self.tenure.suspend,
+            on_resumed=self.tenure.resume,
+            on_lost=self.tenure.deposed,
+            may_resume=self.tenure.nobody_else_acted,
         )
-        self._desired = DesiredState(self.js, self.slug, autostart=self.settings.autostart)
+        self.desired_state = DesiredState(self.js, self.slug, autostart=self.settings.autostart)
         self.ledger = idempotency.CommandLedger(
             buckets["commands"], command_ids_bucket(self.settings).bucket, self.slug
         )
@@ -164,157 +157,23 @@ class EngineHost:
 
         await self.engine.setup_shared()
         self._shared_set_up = True
-        await self._desired.load()
+        await self.desired_state.load()
         # every instance follows the durable desired state: a standby runs its shared
         # (``everywhere``) loops by it, the active one obeys a change it did not write
-        await self._follow_desired_state()
+        await self.tenure.follow_desired_state()
         acquired = await self.lease.try_acquire()
         if acquired is not None:
             self.keeper.held_since_renewal()
-            await self._activate(acquired)
+            await self.tenure.activate(acquired)
         else:
             holder, _ = await self.lease.holder()
             self.log.info("engine.standby", active=holder.instance if holder else None)
-            self._run_shared_loops()
+            self.tenure.run_shared_loops()
             await self.heartbeats.send()
-        self._opened.set()
+        self.opened.set()
         self.keeper.start()
         await barrier(self.nc)  # every endpoint and intake is known to the server once open returns
         self.log.info("engine.opened", state=self.lifecycle.state, desired=self.desired, role=self.role)
-
-    async def _activate(self, acquired: Acquired) -> None:
-        """The lease is ours: rebuild, obey the durable desired state, say who took over."""
-        self.role = ACTIVATING
-        try:
-            async with self._transition:
-                resumed = await resume_counters(self.js, self.slug)
-                self.counters = resumed.counters
-                recovered = recovery.recovery(
-                    resumed.last_beat, resumed.beat_stored_at, boot_id=self.boot_id, now=utcnow()
-                )
-                if recovered is not None:  # the previous active process died without a word
-                    recovered.total_runs, recovered.error_count = (
-                        self.counters.total_runs,
-                        self.counters.errors,
-                    )
-                    await self.publish(
-                        recovered, recovery.recovery_summary(self.engine.info.label, recovered)
-                    )
-                    self.log.warning("engine.recovered", previous_boot_id=recovered.previous_boot_id)
-                if not self._set_up:
-                    await self.engine.setup()
-                    self._set_up = True
-                desired = await self._desired.load()
-        except BaseException:
-            self.role = STANDBY
-            with contextlib.suppress(Exception):
-                await self.lease.release()  # let another instance try
-            raise
-        # who was active before: the instance that wrote the newest lifecycle event (a
-        # standby that started after the holder died never saw its lease)
-        last = self._desired.last_event
-        if last is not None and last.instance and last.instance != self.instance:
-            seen = (
-                acquired.previous
-                if acquired.previous and acquired.previous.instance == last.instance
-                else None
-            )
-            await self.publish(
-                InstanceTookOver(
-                    instance=self.instance,
-                    epoch=acquired.epoch,
-                    previous_instance=last.instance,
-                    previous_epoch=last.epoch,
-                    previous_boot_id=seen.boot_id if seen else None,
-                ),
-                Summary(
-                    action="instance_took_over",
-                    detail=f"{self.instance} took over from {last.instance} "
-                    f"(epoch {last.epoch} -> {acquired.epoch})",
-                    result="success",
-                ),
-            )
-        for attempt in range(3):
-            try:
-                await self._come_up(desired)
-                break
-            except Superseded:  # the previous holder's last write landed after we read: obey it
-                if attempt == 2:
-                    raise
-                async with self._transition:
-                    desired = await self._desired.load()
-        self.role = ACTIVE  # only now: a status answered while it comes up says "activating"
-        self._active.set()
-        self.log.info("engine.active", epoch=self.lease.epoch, desired=desired)
-
-    async def _come_up(self, desired: State) -> None:
-        """Bring a newly active instance to its durable desired state."""
-        if desired == State.RUNNING:
-            await self._go(State.RUNNING, reason="process started", actor=self.slug)
-            return
-        # say so, so the dashboard shows an acknowledged stop rather than nothing
-        async with self._transition:
-            event = self._lifecycle_event(
-                State.STOPPED, State.STOPPED, "restored desired state: stopped", None, None, None
-            )
-            await self._desired.store(event, self.publisher)
-        await self.heartbeats.send()
-
-    async def _fence(self, role: str) -> None:
-        """Stop every loop and background task at once and write nothing more as the active
-        instance: before another instance can take over."""
-        self.role = role
-        self._active.clear()
-        await self.loops.stop()
-        if self.lifecycle.state == State.RUNNING:
-            self.lifecycle.move(State.STOPPING)
-            with contextlib.suppress(Exception):
-                await self.engine.on_stop()
-            self.lifecycle.move(State.STOPPED)
-
-    async def _suspend(self, reason: str) -> None:
-        """The lease could not be renewed (no server): fence, and wait to resume."""
-        self._fenced_epoch = self.lease.epoch
-        await self._fence(SUSPENDED)
-        self.log.error("engine.suspended", reason=reason, epoch=self._fenced_epoch)
-
-    async def _nobody_else_acted(self) -> bool:
-        """May a suspended instance whose lease ran out take it again and carry on? Only if
-        no other instance became active meanwhile: each activation writes a lifecycle
-        event, so the newest one must still be this instance's, at the fenced epoch."""
-        stored = await last_message(self.js, subjects.evt(self.slug, LifecycleChanged.TYPE))
-        if stored is None:
-            return True
-        event = envelope_decoder.decode(stored.data)
-        return event.instance == self.instance and event.epoch == self._fenced_epoch
-
-    async def _resume(self) -> None:
-        """Back on the bus with the lease: carry on as the desired state says."""
-        self.role = ACTIVATING
-        async with self._transition:
-            desired = await self._desired.load()
-        self.role = ACTIVE
-        await self._go(desired, reason="resumed: the lease is held again", actor=self.slug, persist=False)
-        self._active.set()
-        self.log.info("engine.resumed", epoch=self.lease.epoch, desired=desired)
-
-    async def _follow_desired_state(self) -> None:
-        self._follower = await Follower(
-            self.nc,
-            subjects.evt(self.slug, LifecycleChanged.TYPE),
-            self._on_lifecycle_event,
-            start_seq=self._desired.last_seq + 1,
-            name=f"{self.slug}-desired",
-        ).start()
-
-    async def _deposed(self, reason: str) -> None:
-        """Another instance holds the lease: fence, and leave. This process's engine state is
-        not rebuilt a second time: main.serve exits and the supervisor starts a fresh
-        standby; in-process, the host stays passive."""
-        await self._fence(STANDBY)
-        self.keeper.passive = True
-        self.log.error("engine.deposed", reason=reason)
-        self.deposed.set()
 
     async def close(self) -> None:
         """Process shutdown: stop the loops but leave the desired state as it is, and hand
@@ -323,10 +182,10 @@ class EngineHost:
         active = self.lease.held
         if active:
             with contextlib.suppress(Exception):
-                await self._go(State.STOPPED, reason="process shutting down", actor=self.slug, persist=False)
+                await self.go(State.STOPPED, reason="process shutting down", actor=self.slug, persist=False)
         await self.loops.stop()  # a standby's shared (``everywhere``) loops too
-        if self._follower is not None:
-            await self._follower.stop()
+        if self.tenure.follower is not None:
+            await self.tenure.follower.stop()
         await self.stop_heartbeats()
         if active and self.role == ACTIVE:
             # says "clean end" to the next active instance; before the lease is handed over
@@ -338,9 +197,9 @@ class EngineHost:
             with contextlib.suppress(Exception):
                 await self.lease.release()
         self.role = STANDBY
-        for task in list(self._background):
+        for task in list(self.background):
             task.cancel()
-        if self._set_up:
+        if self.set_up:
             with contextlib.suppress(Exception):
                 await self.engine.teardown()
         if self._shared_set_up:
@@ -357,16 +216,16 @@ class EngineHost:
 
     # --- lifecycle ------------------------------------------------------------------------
 
-    async def _go(self, target: State, *, reason: str, actor: str, persist: bool = True) -> bool:
+    async def go(self, target: State, *, reason: str, actor: str, persist: bool = True) -> bool:
         """Bring the engine to a settled state, its event stored. Returns False when it
         already was there."""
-        async with self._transition:
-            changed = await self._move(target, reason=reason, actor=actor, persist=persist)
+        async with self.transition:
+            changed = await self.move(target, reason=reason, actor=actor, persist=persist)
         if changed:
             self.heartbeats.soon()
         return changed
 
-    async def _move(
+    async def move(
         self,
         target: State,
         *,
@@ -387,10 +246,10 @@ class EngineHost:
         if not steps:
             return False
         wanted = desired or (target if persist else self.desired)
-        before = self._desired.value
-        self._desired.value = wanted
-        event = self._lifecycle_event(target, settled, reason, actor, request, message)
-        stored = asyncio.ensure_future(self._desired.store(event, self.publisher))
+        before = self.desired_state.value
+        self.desired_state.value = wanted
+        event = self.lifecycle_event(target, settled, reason, actor, request, message)
+        stored = asyncio.ensure_future(self.desired_state.store(event, self.publisher))
         try:
             for step in steps:
                 self.lifecycle.move(step)
@@ -409,7 +268,7 @@ class EngineHost:
         try:
             await stored
         except BaseException:
-            self._desired.value = before
+            self.desired_state.value = before
             if self.lifecycle.state == State.RUNNING:
                 await self._fall_back_to_stopped()
             raise
@@ -423,7 +282,7 @@ class EngineHost:
             await self.engine.on_stop()
             self.lifecycle.move(State.STOPPED)
 
-    def _lifecycle_event(
+    def lifecycle_event(
         self,
         state: State,
         previous: State,
@@ -555,7 +414,7 @@ class EngineHost:
             error_count=self.engine.error_count(self.counters.errors),
             success_rate=self.counters.success_rate,
             total_runs=self.counters.total_runs,
-            extras=self.engine.status_extras() if self._set_up else {},
+            extras=self.engine.status_extras() if self.set_up else {},
             role=self.role,
             instance=self.instance,
             cycle_errors=self.counters.errors,
@@ -567,8 +426,8 @@ class EngineHost:
             "label": self.engine.info.label,
             "schedule": self.engine.info.schedule,
             **{k: v for k, v in msgspec.to_builtins(self.snapshot()).items() if k != "extras"},
-            **(self.engine.status_extras() if self._set_up else {}),
-            **(self.engine.detail_extras() if self._set_up else {}),
+            **(self.engine.status_extras() if self.set_up else {}),
+            **(self.engine.detail_extras() if self.set_up else {}),
             "loops": msgspec.to_builtins(self.loops.describe()),
             "process": msgspec.to_builtins(process_metrics()),
             "boot_id": self.boot_id,
@@ -598,15 +457,15 @@ class EngineHost:
     async def _dispatch(self, request: ControlRequest) -> CommandReply:
         if request.refusal is not None:
             return await self._refuse(request)
-        if request.mutating and not self._opened.is_set():
+        if request.mutating and not self.opened.is_set():
             # the control endpoints answer before the lease is tried: a command waits to be
             # acted on by what this instance turns out to be (a restarted process takes its
             # predecessor's lease at once), not recorded by a standby it is not
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._opened.wait(), self.settings.control_timeout * 0.5)
+                await asyncio.wait_for(self.opened.wait(), self.settings.control_timeout * 0.5)
         if self.role == ACTIVATING:  # the lease is ours and the rebuild is under way
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._active.wait(), self.settings.reply_budget)
+                await asyncio.wait_for(self.activated.wait(), self.settings.reply_budget)
         if self.role == SUSPENDED and request.mutating:
             message = f"{self.instance} lost the bus and is fenced until it holds the lease again"
             return self.replies.refused(request, "suspended", message)
@@ -656,7 +515,7 @@ class EngineHost:
             # Under the transition lock, so the next command's events are stored after these.
             # A change is audited by its own lifecycle event (one write); a command that
             # changed nothing, or failed, by a command_handled event.
-            async with self._transition:
+            async with self.transition:
                 reply = await self._attempt(request, self._change_state(request))
                 if not reply.changed:
                     await self._audit(request, outcome_of(reply), reply.message)
@@ -691,9 +550,9 @@ class EngineHost:
             message = f"{label} was stopped by an operator; not restarting it"
             return self.replies.make(verb, message, command_id=request.command_id)
         else:  # restart: "stopped" is stored with desired "running": a crash mid-restart comes back running
-            await self._move(State.STOPPED, **move, desired=State.RUNNING, request=request)
+            await self.move(State.STOPPED, **move, desired=State.RUNNING, request=request)
             target, done, already = State.RUNNING, f"{label} restarted", f"{label} restarted"
-        changed = await self._move(target, **move, request=request, message=done)
+        changed = await self.move(target, **move, request=request, message=done)
         return self.replies.make(
             verb, done if changed else already, command_id=request.command_id, changed=changed
         )
@@ -715,8 +574,8 @@ class EngineHost:
                 correlation_id=request.correlation_id,
             )
         )
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
         done, _ = await asyncio.wait({task}, timeout=self.settings.reply_budget)
         if not done:
             return self.replies.make(
@@ -782,7 +641,7 @@ class EngineHost:
             acquired = await self.lease.try_acquire()
             if acquired is not None:
                 self.keeper.held_since_renewal()
-                await self._activate(acquired)
+                await self.tenure.activate(acquired)
                 return await self._answer(request)
         if request.verb in ("stop", "start", "restart"):
             return await self._record_for_next_active(request, epoch)
@@ -800,17 +659,17 @@ class EngineHost:
             f"{label} {request.verb} recorded by standby {self.instance}: no active instance answered; "
             f"the next active instance comes up {target}"
         )
-        async with self._transition:
+        async with self.transition:
             for _ in range(3):
-                await self._desired.load()
-                last = self._desired.last
+                await self.desired_state.load()
+                last = self.desired_state.last
                 if last is not None and last.command_id == request.command_id:
                     return self.replies.make(
                         request.verb, "already applied", command_id=request.command_id, duplicate=True
                     )
                 previous = State(last.state) if last is not None else State.STOPPED
-                self._desired.value = target
-                event = self._lifecycle_event(
+                self.desired_state.value = target
+                event = self.lifecycle_event(
                     State.STOPPED,
                     previous,
                     request.command.reason or message,
@@ -820,59 +679,24 @@ class EngineHost:
                 )
                 event.epoch = epoch  # the epoch it writes under: the holder's it saw, not a deposed one
                 try:
-                    await self._desired.store(event, self.publisher)
+                    await self.desired_state.store(event, self.publisher)
                     break
                 except Superseded:
                     continue
             else:
                 raise Superseded("the desired state kept changing while a standby recorded a command")
             if target == State.RUNNING:  # its own shared loops follow what it recorded
-                self._run_shared_loops()
+                self.tenure.run_shared_loops()
             else:
                 await self.loops.stop()
         return self.replies.make(
             request.verb, message, command_id=request.command_id, changed=True, status="recorded"
         )
 
-    def _run_shared_loops(self) -> None:
-        """A standby runs its engine's ``everywhere`` loops while the desired state is running."""
-        if self.desired == State.RUNNING:
-            self.loops.start(everywhere_only=True)
-
-    async def _on_lifecycle_event(self, seq: int, data: bytes, _at: Any) -> None:
-        """Every instance follows the durable desired state. A standby runs its shared loops
-        by it; the active instance obeys a lifecycle event it did not write (a standby
-        recorded a command while this one did not answer)."""
-        event = envelope_decoder.decode(data)
-        if self.role == STANDBY:
-            if seq > self._desired.last_seq:
-                self._desired.last_seq, self._desired.value = seq, State(event.payload().desired)
-                if self.desired == State.RUNNING:
-                    self.loops.start(everywhere_only=True)
-                else:
-                    self._spawn(self.loops.stop())
-            return
-        if self.role != ACTIVE:
-            return  # coming up or fenced: it reads the desired state again when it goes on
-        if (
-            event.instance == self.instance and event.epoch == self.lease.epoch
-        ) or seq <= self._desired.last_seq:
-            return
-        self.log.warning("engine.desired_changed_elsewhere", by=event.instance, seq=seq)
-        self._spawn(self._obey(event))
-
-    def _spawn(self, work: Awaitable[Any]) -> None:
+    def spawn(self, work: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(work)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    async def _obey(self, event: Envelope) -> None:
-        async with self._transition:
-            target = await self._desired.load()
-            reason = f"following the desired state recorded by {event.instance or event.source}"
-            changed = await self._move(target, reason=reason, actor=event.actor, persist=False)
-        if changed:
-            self.heartbeats.soon()
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
 
     async def _refuse(self, request: ControlRequest) -> CommandReply:
         refusal = request.refusal
