@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Awaitable
 from typing import Any, TypeVar, Unpack
 
@@ -40,8 +39,9 @@ from contracts.events import (
 )
 from contracts.settings import Settings
 from contracts.streams import command_ids_bucket, ensure_all
-from services.runtime import idempotency, refusals
+from services.runtime import idempotency
 from services.runtime.bus import EventPublisher, Superseded, barrier, connect
+from services.runtime.commands import Commands
 from services.runtime.context import EngineContext, EventMeta
 from services.runtime.control import (
     ControlEndpoints,
@@ -59,8 +59,8 @@ from services.runtime.lease import Lease, LeaseKeeper, Me
 from services.runtime.lifecycle import Lifecycle, State
 from services.runtime.loops import LoopRunner
 from services.runtime.process import process_metrics
-from services.runtime.replies import Replies, command_audit, command_record, command_summary, outcome_of
-from services.runtime.tenure import ACTIVATING, ACTIVE, STANDBY, SUSPENDED, Tenure
+from services.runtime.replies import Replies, command_audit, command_summary
+from services.runtime.tenure import ACTIVE, STANDBY, Tenure
 
 log = structlog.get_logger()
 
@@ -82,8 +82,6 @@ class EngineHost:
         self.replies = Replies(self.slug, lambda: (self.lifecycle.state, self.desired))
         self.transition = asyncio.Lock()
         self.background: set[asyncio.Task[Any]] = set()
-        self.refusals = refusals.RefusalFolder(window_s=settings.refusal_fold_window_s)
-        self._fold_flush: asyncio.Task[None] | None = None
         self.activated = asyncio.Event()
         self.opened = asyncio.Event()  # open() has tried the lease: the role says what this instance is
         self.deposed = asyncio.Event()  # set when this instance lost its lease: the process should exit
@@ -91,6 +89,7 @@ class EngineHost:
         self._shared_set_up = False
         self._forwarded: Any = None
         self.log = log.bind(system=self.slug, instance=self.instance)
+        self.commands = Commands(self)  # the story of a command, refusals and audit records
         self.tenure = Tenure(self)  # what this instance does as its role changes with the lease
         self.ctx = EngineContext(self)
         engine.ctx = self.ctx
@@ -132,7 +131,7 @@ class EngineHost:
             slug=self.slug,
             label=self.engine.info.label,
             schedule=self.engine.info.schedule,
-            handler=self._dispatch,
+            handler=self.commands.dispatch,
             stats=lambda: {
                 "state": str(self.lifecycle.state),
                 "desired": str(self.desired),
@@ -192,7 +191,7 @@ class EngineHost:
             with contextlib.suppress(Exception):
                 await self.heartbeats.send(final=True)
         with contextlib.suppress(Exception):
-            await self._flush_refusals(everything=True)
+            await self.commands.flush_refusals(everything=True)
         if active:
             with contextlib.suppress(Exception):
                 await self.lease.release()
@@ -452,159 +451,7 @@ class EngineHost:
     ) -> CommandReply:
         """Handle one control message and return the reply (also audited when it
         changes or is refused)."""
-        return await self._dispatch(parse_request(subject, body, headers, reply_to))
-
-    async def _dispatch(self, request: ControlRequest) -> CommandReply:
-        if request.refusal is not None:
-            return await self._refuse(request)
-        if request.mutating and not self.opened.is_set():
-            # the control endpoints answer before the lease is tried: a command waits to be
-            # acted on by what this instance turns out to be (a restarted process takes its
-            # predecessor's lease at once), not recorded by a standby it is not
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.opened.wait(), self.settings.control_timeout * 0.5)
-        if self.role == ACTIVATING:  # the lease is ours and the rebuild is under way
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.activated.wait(), self.settings.reply_budget)
-        if self.role == SUSPENDED and request.mutating:
-            message = f"{self.instance} lost the bus and is fenced until it holds the lease again"
-            return self.replies.refused(request, "suspended", message)
-        if self.role == STANDBY:
-            return await self._forward(request)
-        return await self._answer(request)
-
-    async def _answer(self, request: ControlRequest) -> CommandReply:
-        sender_id = request.command.command_id or ""
-        if request.verb == "status":
-            return self.replies.make(
-                "status", "status", command_id=sender_id, result=msgspec.to_builtins(self.snapshot())
-            )
-        if request.verb == "detail":
-            return self.replies.make("detail", "detail", command_id=sender_id, result=self.detail())
-        with structlog.contextvars.bound_contextvars(correlation_id=request.correlation_id):
-            self.log.info(
-                "command.received",
-                verb=request.verb,
-                subject=request.subject,
-                actor=request.actor,
-                command_id=request.command_id,
-            )
-            return await self._mutate(request)
-
-    async def _mutate(self, request: ControlRequest) -> CommandReply:
-        binding = None
-        if request.command.command_id:
-            # the key is bound to (caller, verb, target, body): services.runtime.idempotency
-            binding = idempotency.bind(
-                request.command, caller=request.actor, verb=request.verb, target=self.slug
-            )
-            first = await self.ledger.claim(binding)
-            if first is not None:
-                reply = idempotency.answer(first, binding, state=self.lifecycle.state, desired=self.desired)
-                if reply.error == idempotency.REUSED:
-                    await self._refuse_quietly(request, reply.message, idempotency.REUSED)
-                else:
-                    await self._audit(request, "duplicate", reply.message)
-                return reply
-
-        if request.verb == "trigger":
-            reply = await self._attempt(request, self._trigger(request))
-            # the run id lets a job view know who started the run and when, while it runs
-            await self._audit(request, outcome_of(reply), reply.message, run_id=reply.run_id)
-        else:
-            # Under the transition lock, so the next command's events are stored after these.
-            # A change is audited by its own lifecycle event (one write); a command that
-            # changed nothing, or failed, by a command_handled event.
-            async with self.transition:
-                reply = await self._attempt(request, self._change_state(request))
-                if not reply.changed:
-                    await self._audit(request, outcome_of(reply), reply.message)
-        if binding is not None:  # the key now answers with this reply (a keyed command's second write)
-            await self.ledger.record(binding, reply)
-        return reply
-
-    async def _attempt(self, request: ControlRequest, work: Awaitable[CommandReply]) -> CommandReply:
-        try:
-            reply = await work
-        except Exception as exc:
-            self.log.exception("command.failed", verb=request.verb)
-            reply = self.replies.make(
-                request.verb,
-                f"{request.verb} failed: {exc}",
-                command_id=request.command_id,
-                ok=False,
-                error="internal",
-            )
-        return reply
-
-    async def _change_state(self, request: ControlRequest) -> CommandReply:
-        label = self.engine.info.label
-        verb = request.verb
-        move = {"reason": request.command.reason or f"{verb} by {request.actor}", "actor": request.actor}
-        if verb == "stop":
-            target, done, already = State.STOPPED, f"{label} stopped", f"{label} was already stopped"
-        elif verb == "start":
-            target, done, already = State.RUNNING, f"{label} started", f"{label} was already running"
-        elif request.unless_stopped and self.desired == State.STOPPED:
-            # heal-check's restart: an operator's stop since it looked wins over the healer
-            message = f"{label} was stopped by an operator; not restarting it"
-            return self.replies.make(verb, message, command_id=request.command_id)
-        else:  # restart: "stopped" is stored with desired "running": a crash mid-restart comes back running
-            await self.move(State.STOPPED, **move, desired=State.RUNNING, request=request)
-            target, done, already = State.RUNNING, f"{label} restarted", f"{label} restarted"
-        changed = await self.move(target, **move, request=request, message=done)
-        return self.replies.make(
-            verb, done if changed else already, command_id=request.command_id, changed=changed
-        )
-
-    async def _trigger(self, request: ControlRequest) -> CommandReply:
-        label = self.engine.info.label
-        if self.lifecycle.state != State.RUNNING:
-            return self.replies.refused(
-                request, "not_running", f"{label} is {self.lifecycle.state}; start it before triggering"
-            )
-        run_id = new_id()
-        args = request.command.args
-        task = asyncio.create_task(
-            self.run_cycle(
-                self.engine.primary_loop(),
-                run=lambda: self.engine.trigger(args),
-                run_id=run_id,
-                actor=request.actor,
-                correlation_id=request.correlation_id,
-            )
-        )
-        self.background.add(task)
-        task.add_done_callback(self.background.discard)
-        done, _ = await asyncio.wait({task}, timeout=self.settings.reply_budget)
-        if not done:
-            return self.replies.make(
-                "trigger",
-                f"{label} cycle started; its result arrives as a cycle_completed event",
-                command_id=request.command_id,
-                changed=True,
-                status="started",
-                run_id=run_id,
-            )
-        outcome = task.result()
-        if refusals.argument_error(outcome.error_type, args):
-            # the cycle failed on the caller's arguments: an error reply, never ok: true
-            return self.replies.make(
-                "trigger",
-                f"invalid trigger arguments: {refusals.bound(outcome.detail)}",
-                command_id=request.command_id,
-                ok=False,
-                error="invalid_arguments",
-                run_id=run_id,
-            )
-        return self.replies.make(
-            "trigger",
-            outcome.detail or f"{label} cycle completed",
-            command_id=request.command_id,
-            changed=True,
-            run_id=run_id,
-            result={"ok": outcome.ok, "result": outcome.result, **outcome.output},
-        )
+        return await self.commands.dispatch(parse_request(subject, body, headers, reply_to))
 
     # --- a standby's commands -------------------------------------------------------------
 
@@ -614,7 +461,7 @@ class EngineHost:
         if self.role == STANDBY:
             reply = self.replies.refused(request, "not_active", f"{self.instance} is not the active instance")
         else:
-            reply = await self._dispatch(request)
+            reply = await self.commands.dispatch(request)
         if msg.reply:
             await msg.respond(encode(reply))
 
@@ -636,18 +483,18 @@ class EngineHost:
             except ForwardFailed as exc:
                 self.log.warning("command.forward_failed", active=holder.instance, error=str(exc))
         if request.verb in ("status", "detail"):
-            return await self._answer(request)
+            return await self.commands.answer(request)
         if holder is None and not self.keeper.passive:
             acquired = await self.lease.try_acquire()
             if acquired is not None:
                 self.keeper.held_since_renewal()
                 await self.tenure.activate(acquired)
-                return await self._answer(request)
+                return await self.commands.answer(request)
         if request.verb in ("stop", "start", "restart"):
             return await self._record_for_next_active(request, epoch)
         message = f"no active instance of {self.engine.info.label} answered; try again in a few seconds"
         reply = self.replies.refused(request, "no_active_instance", message)
-        await self._audit(request, "failed", message)
+        await self.commands.audit(request, "failed", message)
         return reply
 
     async def _record_for_next_active(self, request: ControlRequest, epoch: int) -> CommandReply:
@@ -697,50 +544,3 @@ class EngineHost:
         task = asyncio.ensure_future(work)
         self.background.add(task)
         task.add_done_callback(self.background.discard)
-
-    async def _refuse(self, request: ControlRequest) -> CommandReply:
-        refusal = request.refusal
-        assert refusal is not None
-        await self._refuse_quietly(request, refusal.message, refusal.error)
-        return self.replies.refused(request, refusal.error, refusal.message)
-
-    async def _refuse_quietly(self, request: ControlRequest, message: str, error: str) -> None:
-        """Log and audit one refused command, bounded; a burst from one sender is folded
-        into one record per window (services.runtime.refusals)."""
-        if not self.refusals.admit(request.actor, time.monotonic(), (request, message)):
-            self._schedule_refusal_flush()
-            return
-        self.log.warning(
-            "command.rejected", subject=refusals.bound(request.subject, 200), error=error, message=message
-        )
-        await self._audit(request, "rejected", message)
-
-    def _schedule_refusal_flush(self) -> None:
-        if self._fold_flush is None or self._fold_flush.done():
-            self._fold_flush = asyncio.create_task(self._flush_refusals_when_due())
-
-    async def _flush_refusals_when_due(self) -> None:
-        while (due := self.refusals.next_due()) is not None:
-            await asyncio.sleep(max(due - time.monotonic(), 0.0) + 0.01)
-            await self._flush_refusals()
-
-    async def _flush_refusals(self, *, everything: bool = False) -> None:
-        for burst in self.refusals.due(time.monotonic(), everything=everything):
-            request, message = burst.last  # type: ignore[misc]
-            self.log.warning("command.rejected_burst", sender=burst.sender, repeats=burst.repeats)
-            await self._audit(request, "rejected", f"{message} — and {burst.detail()}", repeats=burst.repeats)
-
-    async def _audit(
-        self,
-        request: ControlRequest,
-        outcome: str,
-        message: str,
-        *,
-        run_id: str | None = None,
-        repeats: int = 0,
-    ) -> None:
-        payload, summary = command_record(
-            request, self.slug, outcome, message, run_id=run_id, repeats=repeats
-        )
-        event = self.new_event(payload, summary, actor=request.actor, correlation_id=request.correlation_id)
-        await self.publisher.publish(event)
