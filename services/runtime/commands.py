@@ -58,7 +58,7 @@ class Commands:
             message = f"{host.instance} lost the bus and is fenced until it holds the lease again"
             return host.replies.refused(request, "suspended", message)
         if host.role == STANDBY:
-            return await host._forward(request)
+            return await host.standby.forward(request)
         return await self.answer(request)
 
     async def answer(self, request: ControlRequest) -> CommandReply:

@@ -23,7 +23,6 @@ from typing import Any, TypeVar, Unpack
 import msgspec
 import structlog
 from nats.aio.client import Client
-from nats.aio.msg import Msg
 
 from contracts import subjects
 from contracts.commands import CommandReply
@@ -33,22 +32,18 @@ from contracts.events import (
     LifecycleChanged,
     StatusSnapshot,
     Summary,
-    encode,
     new_event,
     new_id,
 )
 from contracts.settings import Settings
 from contracts.streams import command_ids_bucket, ensure_all
 from services.runtime import idempotency
-from services.runtime.bus import EventPublisher, Superseded, barrier, connect
+from services.runtime.bus import EventPublisher, barrier, connect
 from services.runtime.commands import Commands
 from services.runtime.context import EngineContext, EventMeta
 from services.runtime.control import (
     ControlEndpoints,
     ControlRequest,
-    ForwardFailed,
-    forward,
-    forwarded_request,
     parse_request,
 )
 from services.runtime.counters import Counters
@@ -60,6 +55,7 @@ from services.runtime.lifecycle import Lifecycle, State
 from services.runtime.loops import LoopRunner
 from services.runtime.process import process_metrics
 from services.runtime.replies import Replies, command_audit, command_summary
+from services.runtime.standby import Standby
 from services.runtime.tenure import ACTIVE, STANDBY, Tenure
 
 log = structlog.get_logger()
@@ -90,6 +86,7 @@ class EngineHost:
         self._forwarded: Any = None
         self.log = log.bind(system=self.slug, instance=self.instance)
         self.commands = Commands(self)  # the story of a command, refusals and audit records
+        self.standby = Standby(self)  # a standby's commands: forwarded, or recorded for the next active
         self.tenure = Tenure(self)  # what this instance does as its role changes with the lease
         self.ctx = EngineContext(self)
         engine.ctx = self.ctx
@@ -141,7 +138,7 @@ class EngineHost:
         )
         await self.control.start()
         self._forwarded = await self.nc.subscribe(
-            subjects.instance(self.slug, self.instance), cb=self._on_forwarded
+            subjects.instance(self.slug, self.instance), cb=self.standby.on_forwarded
         )
         self.heartbeats = Heartbeats(
             self.slug,
@@ -452,93 +449,6 @@ class EngineHost:
         """Handle one control message and return the reply (also audited when it
         changes or is refused)."""
         return await self.commands.dispatch(parse_request(subject, body, headers, reply_to))
-
-    # --- a standby's commands -------------------------------------------------------------
-
-    async def _on_forwarded(self, msg: Msg) -> None:
-        """A command a standby received and passed on to this (active) instance."""
-        request = forwarded_request(msg.subject, msg.data, dict(msg.headers or {}), msg.reply)
-        if self.role == STANDBY:
-            reply = self.replies.refused(request, "not_active", f"{self.instance} is not the active instance")
-        else:
-            reply = await self.commands.dispatch(request)
-        if msg.reply:
-            await msg.respond(encode(reply))
-
-    async def _forward(self, request: ControlRequest) -> CommandReply:
-        """A standby passes a command to the active instance. When none answers: status and
-        detail are answered here; a vacant lease is taken; a stop, start or restart is
-        recorded as the durable desired state, which the next active instance obeys."""
-        holder, epoch = await self.lease.holder()
-        if holder is not None and holder.boot_id != self.boot_id:
-            timeout = min(self.settings.reply_budget + 0.3, self.settings.control_timeout * 0.75)
-            try:
-                return await forward(
-                    self.nc,
-                    subjects.instance(self.slug, holder.instance),
-                    request,
-                    by=self.instance,
-                    timeout=timeout,
-                )
-            except ForwardFailed as exc:
-                self.log.warning("command.forward_failed", active=holder.instance, error=str(exc))
-        if request.verb in ("status", "detail"):
-            return await self.commands.answer(request)
-        if holder is None and not self.keeper.passive:
-            acquired = await self.lease.try_acquire()
-            if acquired is not None:
-                self.keeper.held_since_renewal()
-                await self.tenure.activate(acquired)
-                return await self.commands.answer(request)
-        if request.verb in ("stop", "start", "restart"):
-            return await self._record_for_next_active(request, epoch)
-        message = f"no active instance of {self.engine.info.label} answered; try again in a few seconds"
-        reply = self.replies.refused(request, "no_active_instance", message)
-        await self.commands.audit(request, "failed", message)
-        return reply
-
-    async def _record_for_next_active(self, request: ControlRequest, epoch: int) -> CommandReply:
-        """During a failover: store the command's desired state (fenced on the newest
-        lifecycle event), so whichever instance is active next comes up that way."""
-        target = State.STOPPED if request.verb == "stop" else State.RUNNING
-        label = self.engine.info.label
-        message = (
-            f"{label} {request.verb} recorded by standby {self.instance}: no active instance answered; "
-            f"the next active instance comes up {target}"
-        )
-        async with self.transition:
-            for _ in range(3):
-                await self.desired_state.load()
-                last = self.desired_state.last
-                if last is not None and last.command_id == request.command_id:
-                    return self.replies.make(
-                        request.verb, "already applied", command_id=request.command_id, duplicate=True
-                    )
-                previous = State(last.state) if last is not None else State.STOPPED
-                self.desired_state.value = target
-                event = self.lifecycle_event(
-                    State.STOPPED,
-                    previous,
-                    request.command.reason or message,
-                    request.actor,
-                    request,
-                    message,
-                )
-                event.epoch = epoch  # the epoch it writes under: the holder's it saw, not a deposed one
-                try:
-                    await self.desired_state.store(event, self.publisher)
-                    break
-                except Superseded:
-                    continue
-            else:
-                raise Superseded("the desired state kept changing while a standby recorded a command")
-            if target == State.RUNNING:  # its own shared loops follow what it recorded
-                self.tenure.run_shared_loops()
-            else:
-                await self.loops.stop()
-        return self.replies.make(
-            request.verb, message, command_id=request.command_id, changed=True, status="recorded"
-        )
 
     def spawn(self, work: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(work)
