@@ -1,16 +1,27 @@
 """EngineHost: runs one Engine on the bus, by wiring the runtime's parts together.
 
-- lifecycle (``lifecycle.py``): stopped / starting / running / stopping, with the desired
-  state kept in KV (``desired.py``), so an engine an operator stopped comes back stopped;
-- loops (``loops.py``): N concurrent loops, each on its own interval;
+The host is thin: it builds the parts in ``open()``, takes them down in ``close()``,
+and keeps what every part shares (the role, the transition lock, the desired state, the
+lease, the publisher). What happens lives beside it, one concern a module:
+
+- the story of a command (``commands.py``): parse it, refuse it, or apply it under the
+  transition lock as one event, and answer; keys bound to their request
+  (``idempotency.py``), refusals bounded and folded (``refusals.py``), replies and audit
+  records built in one place (``replies.py``);
+- a standby's commands (``standby.py``): forwarded to the active instance, or recorded
+  as the desired state for the next one;
+- the instance's tenure (``tenure.py``): the lease (``lease.py``) acquired, lost or
+  suspended; activating, fencing, and following the durable desired state;
 - control (``control.py``): request/reply on aoc.ctl.<slug>.* and aoc.ctl.all.* as a NATS
-  micro service; command ids de-duplicated (``dedup.py``); every mutating or refused
-  command audited; replies built in one place (``replies.py``);
+  micro service;
+- loops (``loops.py``): N concurrent loops, each on its own interval;
 - heartbeats (``heartbeat.py``) with the status snapshot and process metrics;
 - counters (``counters.py``) resumed from the engine's own last cycle event.
 
-What is left here is the story of a command: parse it, refuse it, or apply it under
-the transition lock as one event, and answer.
+What is left here: the lifecycle moves (``lifecycle.py``: stopped / starting / running /
+stopping, each settled change one lifecycle event, which is also the durable desired
+state, ``desired.py``, so an engine an operator stopped comes back stopped), cycle
+accounting, the engine's events, and the status and detail it shows.
 """
 
 from __future__ import annotations
@@ -29,7 +40,6 @@ from contracts.commands import CommandReply
 from contracts.events import (
     CycleCompleted,
     Envelope,
-    LifecycleChanged,
     StatusSnapshot,
     Summary,
     new_event,
@@ -41,11 +51,7 @@ from services.runtime import idempotency
 from services.runtime.bus import EventPublisher, barrier, connect
 from services.runtime.commands import Commands
 from services.runtime.context import EngineContext, EventMeta
-from services.runtime.control import (
-    ControlEndpoints,
-    ControlRequest,
-    parse_request,
-)
+from services.runtime.control import ControlEndpoints, ControlRequest, parse_request
 from services.runtime.counters import Counters
 from services.runtime.desired import DesiredState
 from services.runtime.engine import CycleOutcome, Engine, Loop
@@ -54,7 +60,7 @@ from services.runtime.lease import Lease, LeaseKeeper, Me
 from services.runtime.lifecycle import Lifecycle, State
 from services.runtime.loops import LoopRunner
 from services.runtime.process import process_metrics
-from services.runtime.replies import Replies, command_audit, command_summary
+from services.runtime.replies import Replies, lifecycle_record
 from services.runtime.standby import Standby
 from services.runtime.tenure import ACTIVE, STANDBY, Tenure
 
@@ -76,12 +82,13 @@ class EngineHost:
         self.instance = settings.effective_instance_id
         self.role = STANDBY  # active once it holds the engine's lease (lease.py)
         self.replies = Replies(self.slug, lambda: (self.lifecycle.state, self.desired))
+        # held by every settled change: a command's events, a move, a desired state read
         self.transition = asyncio.Lock()
         self.background: set[asyncio.Task[Any]] = set()
-        self.activated = asyncio.Event()
+        self.activated = asyncio.Event()  # set while this instance is active (cleared when fenced)
         self.opened = asyncio.Event()  # open() has tried the lease: the role says what this instance is
         self.deposed = asyncio.Event()  # set when this instance lost its lease: the process should exit
-        self.set_up = False
+        self.set_up = False  # Engine.setup ran (on activation): its status extras mean something
         self._shared_set_up = False
         self._forwarded: Any = None
         self.log = log.bind(system=self.slug, instance=self.instance)
@@ -154,18 +161,7 @@ class EngineHost:
         await self.engine.setup_shared()
         self._shared_set_up = True
         await self.desired_state.load()
-        # every instance follows the durable desired state: a standby runs its shared
-        # (``everywhere``) loops by it, the active one obeys a change it did not write
-        await self.tenure.follow_desired_state()
-        acquired = await self.lease.try_acquire()
-        if acquired is not None:
-            self.keeper.held_since_renewal()
-            await self.tenure.activate(acquired)
-        else:
-            holder, _ = await self.lease.holder()
-            self.log.info("engine.standby", active=holder.instance if holder else None)
-            self.tenure.run_shared_loops()
-            await self.heartbeats.send()
+        await self.tenure.begin()
         self.opened.set()
         self.keeper.start()
         await barrier(self.nc)  # every endpoint and intake is known to the server once open returns
@@ -233,7 +229,7 @@ class EngineHost:
         message: str | None = None,
     ) -> bool:
         """One settled change, recorded as one lifecycle event (which is also the durable
-        desired state and, for a command, its audit). The caller holds ``_transition``.
+        desired state and, for a command, its audit). The caller holds ``transition``.
 
         The event is sent before the work and confirmed after it, so the two overlap; a
         write that fails leaves the engine stopped (the safe side) and raises."""
@@ -287,32 +283,12 @@ class EngineHost:
         request: ControlRequest | None,
         message: str | None,
     ) -> Envelope:
-        """The lifecycle event of a change; with ``message``, also the audit of the command
-        that made it (a restart's first half carries only the command id)."""
-        audit = None
-        if request is not None and message is not None:
-            summary = command_summary(request, "accepted", message)
-            audit = command_audit(request, message)
-        else:
-            detail = f"{self.engine.info.label} {state}"
-            if reason:
-                detail += f" — {reason}"
-            summary = Summary(action=f"engine_{state}", detail=detail, result="success")
-        command_id = request.command_id if request else None
-        correlation_id = request.correlation_id if request else ""
-        return self.new_event(
-            LifecycleChanged(
-                state=state,
-                previous=previous,
-                desired=self.desired,
-                reason=reason,
-                command_id=command_id,
-                command=audit,
-            ),
-            summary,
-            actor=actor,
-            correlation_id=correlation_id,
+        """The lifecycle event of a change (``replies.lifecycle_record``), not yet stored."""
+        payload, summary = lifecycle_record(
+            self.engine.info.label, state, previous, self.desired, reason, request, message
         )
+        correlation_id = request.correlation_id if request else ""
+        return self.new_event(payload, summary, actor=actor, correlation_id=correlation_id)
 
     # --- loops and cycles -----------------------------------------------------------------
 

@@ -39,6 +39,23 @@ class Tenure:
         self.follower: Follower | None = None
         self._fenced_epoch = 0
 
+    async def begin(self) -> None:
+        """At open: follow the desired state, and become the active instance if the lease is
+        free; otherwise stay a standby."""
+        host = self.host
+        # every instance follows the durable desired state: a standby runs its shared
+        # (``everywhere``) loops by it, the active one obeys a change it did not write
+        await self.follow_desired_state()
+        acquired = await host.lease.try_acquire()
+        if acquired is not None:
+            host.keeper.held_since_renewal()
+            await self.activate(acquired)
+        else:
+            holder, _ = await host.lease.holder()
+            host.log.info("engine.standby", active=holder.instance if holder else None)
+            self.run_shared_loops()
+            await host.heartbeats.send()
+
     async def activate(self, acquired: Acquired) -> None:
         """The lease is ours: rebuild, obey the durable desired state, say who took over."""
         host = self.host
