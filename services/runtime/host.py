@@ -1,76 +1,72 @@
 """EngineHost: runs one Engine on the bus, by wiring the runtime's parts together.
 
-- lifecycle (``lifecycle.py``): stopped / starting / running / stopping, with the desired
-  state kept in KV (``desired.py``), so an engine an operator stopped comes back stopped;
-- loops (``loops.py``): N concurrent loops, each on its own interval;
+The host is thin: it builds the parts in ``open()``, takes them down in ``close()``,
+and keeps what every part shares (the role, the transition lock, the desired state, the
+lease, the publisher). What happens lives beside it, one concern a module:
+
+- the story of a command (``commands.py``): parse it, refuse it, or apply it under the
+  transition lock as one event, and answer; keys bound to their request
+  (``idempotency.py``), refusals bounded and folded (``refusals.py``), replies and audit
+  records built in one place (``replies.py``);
+- a standby's commands (``standby.py``): forwarded to the active instance, or recorded
+  as the desired state for the next one;
+- the instance's tenure (``tenure.py``): the lease (``lease.py``) acquired, lost or
+  suspended; activating, fencing, and following the durable desired state;
 - control (``control.py``): request/reply on aoc.ctl.<slug>.* and aoc.ctl.all.* as a NATS
-  micro service; command ids de-duplicated (``dedup.py``); every mutating or refused
-  command audited; replies built in one place (``replies.py``);
+  micro service;
+- loops (``loops.py``): N concurrent loops, each on its own interval;
 - heartbeats (``heartbeat.py``) with the status snapshot and process metrics;
 - counters (``counters.py``) resumed from the engine's own last cycle event.
 
-What is left here is the story of a command: parse it, refuse it, or apply it under
-the transition lock as one event, and answer.
+What is left here: the lifecycle moves (``lifecycle.py``: stopped / starting / running /
+stopping, each settled change one lifecycle event, which is also the durable desired
+state, ``desired.py``, so an engine an operator stopped comes back stopped), cycle
+accounting, the engine's events, and the status and detail it shows.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Awaitable
 from typing import Any, TypeVar, Unpack
 
 import msgspec
 import structlog
 from nats.aio.client import Client
-from nats.aio.msg import Msg
 
 from contracts import subjects
 from contracts.commands import CommandReply
 from contracts.events import (
     CycleCompleted,
     Envelope,
-    InstanceTookOver,
-    LifecycleChanged,
     StatusSnapshot,
     Summary,
-    encode,
-    envelope_decoder,
     new_event,
     new_id,
-    utcnow,
 )
 from contracts.settings import Settings
 from contracts.streams import command_ids_bucket, ensure_all
-from services.runtime import idempotency, recovery, refusals
-from services.runtime.bus import EventPublisher, Superseded, barrier, connect
+from services.runtime import idempotency
+from services.runtime.bus import EventPublisher, barrier, connect
+from services.runtime.commands import Commands
 from services.runtime.context import EngineContext, EventMeta
-from services.runtime.control import (
-    ControlEndpoints,
-    ControlRequest,
-    ForwardFailed,
-    forward,
-    forwarded_request,
-    parse_request,
-)
-from services.runtime.counters import Counters, resume_counters
+from services.runtime.control import ControlEndpoints, ControlRequest, parse_request
+from services.runtime.counters import Counters
 from services.runtime.desired import DesiredState
 from services.runtime.engine import CycleOutcome, Engine, Loop
 from services.runtime.heartbeat import Heartbeats
-from services.runtime.lease import Acquired, Lease, LeaseKeeper, Me
+from services.runtime.lease import Lease, LeaseKeeper, Me
 from services.runtime.lifecycle import Lifecycle, State
 from services.runtime.loops import LoopRunner
 from services.runtime.process import process_metrics
-from services.runtime.replies import Replies, command_audit, command_record, command_summary, outcome_of
-from services.runtime.stream import Follower, last_message
+from services.runtime.replies import Replies, lifecycle_record
+from services.runtime.standby import Standby
+from services.runtime.tenure import ACTIVE, STANDBY, Tenure
 
 log = structlog.get_logger()
 
 T = TypeVar("T")
-# an instance's role: standby until it holds the lease; activating while it rebuilds;
-# suspended while it cannot renew the lease (fenced: nothing runs), until it resumes
-ACTIVE, STANDBY, ACTIVATING, SUSPENDED = "active", "standby", "activating", "suspended"
 
 
 class EngineHost:
@@ -86,25 +82,25 @@ class EngineHost:
         self.instance = settings.effective_instance_id
         self.role = STANDBY  # active once it holds the engine's lease (lease.py)
         self.replies = Replies(self.slug, lambda: (self.lifecycle.state, self.desired))
-        self._transition = asyncio.Lock()
-        self._background: set[asyncio.Task[Any]] = set()
-        self.refusals = refusals.RefusalFolder(window_s=settings.refusal_fold_window_s)
-        self._fold_flush: asyncio.Task[None] | None = None
-        self._active = asyncio.Event()
-        self._opened = asyncio.Event()  # open() has tried the lease: the role says what this instance is
+        # held by every settled change: a command's events, a move, a desired state read
+        self.transition = asyncio.Lock()
+        self.background: set[asyncio.Task[Any]] = set()
+        self.activated = asyncio.Event()  # set while this instance is active (cleared when fenced)
+        self.opened = asyncio.Event()  # open() has tried the lease: the role says what this instance is
         self.deposed = asyncio.Event()  # set when this instance lost its lease: the process should exit
-        self._set_up = False
+        self.set_up = False  # Engine.setup ran (on activation): its status extras mean something
         self._shared_set_up = False
-        self._follower: Follower | None = None
-        self._fenced_epoch = 0
         self._forwarded: Any = None
         self.log = log.bind(system=self.slug, instance=self.instance)
+        self.commands = Commands(self)  # the story of a command, refusals and audit records
+        self.standby = Standby(self)  # a standby's commands: forwarded, or recorded for the next active
+        self.tenure = Tenure(self)  # what this instance does as its role changes with the lease
         self.ctx = EngineContext(self)
         engine.ctx = self.ctx
 
     @property
     def desired(self) -> State:
-        return self._desired.value if hasattr(self, "_desired") else State.RUNNING
+        return self.desired_state.value if hasattr(self, "desired_state") else State.RUNNING
 
     # --- process lifetime -----------------------------------------------------------------
 
@@ -120,13 +116,13 @@ class EngineHost:
         self.keeper = LeaseKeeper(
             self.lease,
             self.settings.lease_ttl,
-            on_acquired=self._activate,
-            on_suspended=self._suspend,
-            on_resumed=self._resume,
-            on_lost=self._deposed,
-            may_resume=self._nobody_else_acted,
+            on_acquired=self.tenure.activate,
+            on_suspended=self.tenure.suspend,
+            on_resumed=self.tenure.resume,
+            on_lost=self.tenure.deposed,
+            may_resume=self.tenure.nobody_else_acted,
         )
-        self._desired = DesiredState(self.js, self.slug, autostart=self.settings.autostart)
+        self.desired_state = DesiredState(self.js, self.slug, autostart=self.settings.autostart)
         self.ledger = idempotency.CommandLedger(
             buckets["commands"], command_ids_bucket(self.settings).bucket, self.slug
         )
@@ -139,7 +135,7 @@ class EngineHost:
             slug=self.slug,
             label=self.engine.info.label,
             schedule=self.engine.info.schedule,
-            handler=self._dispatch,
+            handler=self.commands.dispatch,
             stats=lambda: {
                 "state": str(self.lifecycle.state),
                 "desired": str(self.desired),
@@ -149,7 +145,7 @@ class EngineHost:
         )
         await self.control.start()
         self._forwarded = await self.nc.subscribe(
-            subjects.instance(self.slug, self.instance), cb=self._on_forwarded
+            subjects.instance(self.slug, self.instance), cb=self.standby.on_forwarded
         )
         self.heartbeats = Heartbeats(
             self.slug,
@@ -164,157 +160,12 @@ class EngineHost:
 
         await self.engine.setup_shared()
         self._shared_set_up = True
-        await self._desired.load()
-        # every instance follows the durable desired state: a standby runs its shared
-        # (``everywhere``) loops by it, the active one obeys a change it did not write
-        await self._follow_desired_state()
-        acquired = await self.lease.try_acquire()
-        if acquired is not None:
-            self.keeper.held_since_renewal()
-            await self._activate(acquired)
-        else:
-            holder, _ = await self.lease.holder()
-            self.log.info("engine.standby", active=holder.instance if holder else None)
-            self._run_shared_loops()
-            await self.heartbeats.send()
-        self._opened.set()
+        await self.desired_state.load()
+        await self.tenure.begin()
+        self.opened.set()
         self.keeper.start()
         await barrier(self.nc)  # every endpoint and intake is known to the server once open returns
         self.log.info("engine.opened", state=self.lifecycle.state, desired=self.desired, role=self.role)
-
-    async def _activate(self, acquired: Acquired) -> None:
-        """The lease is ours: rebuild, obey the durable desired state, say who took over."""
-        self.role = ACTIVATING
-        try:
-            async with self._transition:
-                resumed = await resume_counters(self.js, self.slug)
-                self.counters = resumed.counters
-                recovered = recovery.recovery(
-                    resumed.last_beat, resumed.beat_stored_at, boot_id=self.boot_id, now=utcnow()
-                )
-                if recovered is not None:  # the previous active process died without a word
-                    recovered.total_runs, recovered.error_count = (
-                        self.counters.total_runs,
-                        self.counters.errors,
-                    )
-                    await self.publish(
-                        recovered, recovery.recovery_summary(self.engine.info.label, recovered)
-                    )
-                    self.log.warning("engine.recovered", previous_boot_id=recovered.previous_boot_id)
-                if not self._set_up:
-                    await self.engine.setup()
-                    self._set_up = True
-                desired = await self._desired.load()
-        except BaseException:
-            self.role = STANDBY
-            with contextlib.suppress(Exception):
-                await self.lease.release()  # let another instance try
-            raise
-        # who was active before: the instance that wrote the newest lifecycle event (a
-        # standby that started after the holder died never saw its lease)
-        last = self._desired.last_event
-        if last is not None and last.instance and last.instance != self.instance:
-            seen = (
-                acquired.previous
-                if acquired.previous and acquired.previous.instance == last.instance
-                else None
-            )
-            await self.publish(
-                InstanceTookOver(
-                    instance=self.instance,
-                    epoch=acquired.epoch,
-                    previous_instance=last.instance,
-                    previous_epoch=last.epoch,
-                    previous_boot_id=seen.boot_id if seen else None,
-                ),
-                Summary(
-                    action="instance_took_over",
-                    detail=f"{self.instance} took over from {last.instance} "
-                    f"(epoch {last.epoch} -> {acquired.epoch})",
-                    result="success",
-                ),
-            )
-        for attempt in range(3):
-            try:
-                await self._come_up(desired)
-                break
-            except Superseded:  # the previous holder's last write landed after we read: obey it
-                if attempt == 2:
-                    raise
-                async with self._transition:
-                    desired = await self._desired.load()
-        self.role = ACTIVE  # only now: a status answered while it comes up says "activating"
-        self._active.set()
-        self.log.info("engine.active", epoch=self.lease.epoch, desired=desired)
-
-    async def _come_up(self, desired: State) -> None:
-        """Bring a newly active instance to its durable desired state."""
-        if desired == State.RUNNING:
-            await self._go(State.RUNNING, reason="process started", actor=self.slug)
-            return
-        # say so, so the dashboard shows an acknowledged stop rather than nothing
-        async with self._transition:
-            event = self._lifecycle_event(
-                State.STOPPED, State.STOPPED, "restored desired state: stopped", None, None, None
-            )
-            await self._desired.store(event, self.publisher)
-        await self.heartbeats.send()
-
-    async def _fence(self, role: str) -> None:
-        """Stop every loop and background task at once and write nothing more as the active
-        instance: before another instance can take over."""
-        self.role = role
-        self._active.clear()
-        await self.loops.stop()
-        if self.lifecycle.state == State.RUNNING:
-            self.lifecycle.move(State.STOPPING)
-            with contextlib.suppress(Exception):
-                await self.engine.on_stop()
-            self.lifecycle.move(State.STOPPED)
-
-    async def _suspend(self, reason: str) -> None:
-        """The lease could not be renewed (no server): fence, and wait to resume."""
-        self._fenced_epoch = self.lease.epoch
-        await self._fence(SUSPENDED)
-        self.log.error("engine.suspended", reason=reason, epoch=self._fenced_epoch)
-
-    async def _nobody_else_acted(self) -> bool:
-        """May a suspended instance whose lease ran out take it again and carry on? Only if
-        no other instance became active meanwhile: each activation writes a lifecycle
-        event, so the newest one must still be this instance's, at the fenced epoch."""
-        stored = await last_message(self.js, subjects.evt(self.slug, LifecycleChanged.TYPE))
-        if stored is None:
-            return True
-        event = envelope_decoder.decode(stored.data)
-        return event.instance == self.instance and event.epoch == self._fenced_epoch
-
-    async def _resume(self) -> None:
-        """Back on the bus with the lease: carry on as the desired state says."""
-        self.role = ACTIVATING
-        async with self._transition:
-            desired = await self._desired.load()
-        self.role = ACTIVE
-        await self._go(desired, reason="resumed: the lease is held again", actor=self.slug, persist=False)
-        self._active.set()
-        self.log.info("engine.resumed", epoch=self.lease.epoch, desired=desired)
-
-    async def _follow_desired_state(self) -> None:
-        self._follower = await Follower(
-            self.nc,
-            subjects.evt(self.slug, LifecycleChanged.TYPE),
-            self._on_lifecycle_event,
-            start_seq=self._desired.last_seq + 1,
-            name=f"{self.slug}-desired",
-        ).start()
-
-    async def _deposed(self, reason: str) -> None:
-        """Another instance holds the lease: fence, and leave. This process's engine state is
-        not rebuilt a second time: main.serve exits and the supervisor starts a fresh
-        standby; in-process, the host stays passive."""
-        await self._fence(STANDBY)
-        self.keeper.passive = True
-        self.log.error("engine.deposed", reason=reason)
-        self.deposed.set()
 
     async def close(self) -> None:
         """Process shutdown: stop the loops but leave the desired state as it is, and hand
@@ -323,24 +174,24 @@ class EngineHost:
         active = self.lease.held
         if active:
             with contextlib.suppress(Exception):
-                await self._go(State.STOPPED, reason="process shutting down", actor=self.slug, persist=False)
+                await self.go(State.STOPPED, reason="process shutting down", actor=self.slug, persist=False)
         await self.loops.stop()  # a standby's shared (``everywhere``) loops too
-        if self._follower is not None:
-            await self._follower.stop()
+        if self.tenure.follower is not None:
+            await self.tenure.follower.stop()
         await self.stop_heartbeats()
         if active and self.role == ACTIVE:
             # says "clean end" to the next active instance; before the lease is handed over
             with contextlib.suppress(Exception):
                 await self.heartbeats.send(final=True)
         with contextlib.suppress(Exception):
-            await self._flush_refusals(everything=True)
+            await self.commands.flush_refusals(everything=True)
         if active:
             with contextlib.suppress(Exception):
                 await self.lease.release()
         self.role = STANDBY
-        for task in list(self._background):
+        for task in list(self.background):
             task.cancel()
-        if self._set_up:
+        if self.set_up:
             with contextlib.suppress(Exception):
                 await self.engine.teardown()
         if self._shared_set_up:
@@ -357,16 +208,16 @@ class EngineHost:
 
     # --- lifecycle ------------------------------------------------------------------------
 
-    async def _go(self, target: State, *, reason: str, actor: str, persist: bool = True) -> bool:
+    async def go(self, target: State, *, reason: str, actor: str, persist: bool = True) -> bool:
         """Bring the engine to a settled state, its event stored. Returns False when it
         already was there."""
-        async with self._transition:
-            changed = await self._move(target, reason=reason, actor=actor, persist=persist)
+        async with self.transition:
+            changed = await self.move(target, reason=reason, actor=actor, persist=persist)
         if changed:
             self.heartbeats.soon()
         return changed
 
-    async def _move(
+    async def move(
         self,
         target: State,
         *,
@@ -378,7 +229,7 @@ class EngineHost:
         message: str | None = None,
     ) -> bool:
         """One settled change, recorded as one lifecycle event (which is also the durable
-        desired state and, for a command, its audit). The caller holds ``_transition``.
+        desired state and, for a command, its audit). The caller holds ``transition``.
 
         The event is sent before the work and confirmed after it, so the two overlap; a
         write that fails leaves the engine stopped (the safe side) and raises."""
@@ -387,10 +238,10 @@ class EngineHost:
         if not steps:
             return False
         wanted = desired or (target if persist else self.desired)
-        before = self._desired.value
-        self._desired.value = wanted
-        event = self._lifecycle_event(target, settled, reason, actor, request, message)
-        stored = asyncio.ensure_future(self._desired.store(event, self.publisher))
+        before = self.desired_state.value
+        self.desired_state.value = wanted
+        event = self.lifecycle_event(target, settled, reason, actor, request, message)
+        stored = asyncio.ensure_future(self.desired_state.store(event, self.publisher))
         try:
             for step in steps:
                 self.lifecycle.move(step)
@@ -409,7 +260,7 @@ class EngineHost:
         try:
             await stored
         except BaseException:
-            self._desired.value = before
+            self.desired_state.value = before
             if self.lifecycle.state == State.RUNNING:
                 await self._fall_back_to_stopped()
             raise
@@ -423,7 +274,7 @@ class EngineHost:
             await self.engine.on_stop()
             self.lifecycle.move(State.STOPPED)
 
-    def _lifecycle_event(
+    def lifecycle_event(
         self,
         state: State,
         previous: State,
@@ -432,32 +283,12 @@ class EngineHost:
         request: ControlRequest | None,
         message: str | None,
     ) -> Envelope:
-        """The lifecycle event of a change; with ``message``, also the audit of the command
-        that made it (a restart's first half carries only the command id)."""
-        audit = None
-        if request is not None and message is not None:
-            summary = command_summary(request, "accepted", message)
-            audit = command_audit(request, message)
-        else:
-            detail = f"{self.engine.info.label} {state}"
-            if reason:
-                detail += f" — {reason}"
-            summary = Summary(action=f"engine_{state}", detail=detail, result="success")
-        command_id = request.command_id if request else None
-        correlation_id = request.correlation_id if request else ""
-        return self.new_event(
-            LifecycleChanged(
-                state=state,
-                previous=previous,
-                desired=self.desired,
-                reason=reason,
-                command_id=command_id,
-                command=audit,
-            ),
-            summary,
-            actor=actor,
-            correlation_id=correlation_id,
+        """The lifecycle event of a change (``replies.lifecycle_record``), not yet stored."""
+        payload, summary = lifecycle_record(
+            self.engine.info.label, state, previous, self.desired, reason, request, message
         )
+        correlation_id = request.correlation_id if request else ""
+        return self.new_event(payload, summary, actor=actor, correlation_id=correlation_id)
 
     # --- loops and cycles -----------------------------------------------------------------
 
@@ -555,7 +386,7 @@ class EngineHost:
             error_count=self.engine.error_count(self.counters.errors),
             success_rate=self.counters.success_rate,
             total_runs=self.counters.total_runs,
-            extras=self.engine.status_extras() if self._set_up else {},
+            extras=self.engine.status_extras() if self.set_up else {},
             role=self.role,
             instance=self.instance,
             cycle_errors=self.counters.errors,
@@ -567,8 +398,8 @@ class EngineHost:
             "label": self.engine.info.label,
             "schedule": self.engine.info.schedule,
             **{k: v for k, v in msgspec.to_builtins(self.snapshot()).items() if k != "extras"},
-            **(self.engine.status_extras() if self._set_up else {}),
-            **(self.engine.detail_extras() if self._set_up else {}),
+            **(self.engine.status_extras() if self.set_up else {}),
+            **(self.engine.detail_extras() if self.set_up else {}),
             "loops": msgspec.to_builtins(self.loops.describe()),
             "process": msgspec.to_builtins(process_metrics()),
             "boot_id": self.boot_id,
@@ -593,330 +424,9 @@ class EngineHost:
     ) -> CommandReply:
         """Handle one control message and return the reply (also audited when it
         changes or is refused)."""
-        return await self._dispatch(parse_request(subject, body, headers, reply_to))
+        return await self.commands.dispatch(parse_request(subject, body, headers, reply_to))
 
-    async def _dispatch(self, request: ControlRequest) -> CommandReply:
-        if request.refusal is not None:
-            return await self._refuse(request)
-        if request.mutating and not self._opened.is_set():
-            # the control endpoints answer before the lease is tried: a command waits to be
-            # acted on by what this instance turns out to be (a restarted process takes its
-            # predecessor's lease at once), not recorded by a standby it is not
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._opened.wait(), self.settings.control_timeout * 0.5)
-        if self.role == ACTIVATING:  # the lease is ours and the rebuild is under way
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._active.wait(), self.settings.reply_budget)
-        if self.role == SUSPENDED and request.mutating:
-            message = f"{self.instance} lost the bus and is fenced until it holds the lease again"
-            return self.replies.refused(request, "suspended", message)
-        if self.role == STANDBY:
-            return await self._forward(request)
-        return await self._answer(request)
-
-    async def _answer(self, request: ControlRequest) -> CommandReply:
-        sender_id = request.command.command_id or ""
-        if request.verb == "status":
-            return self.replies.make(
-                "status", "status", command_id=sender_id, result=msgspec.to_builtins(self.snapshot())
-            )
-        if request.verb == "detail":
-            return self.replies.make("detail", "detail", command_id=sender_id, result=self.detail())
-        with structlog.contextvars.bound_contextvars(correlation_id=request.correlation_id):
-            self.log.info(
-                "command.received",
-                verb=request.verb,
-                subject=request.subject,
-                actor=request.actor,
-                command_id=request.command_id,
-            )
-            return await self._mutate(request)
-
-    async def _mutate(self, request: ControlRequest) -> CommandReply:
-        binding = None
-        if request.command.command_id:
-            # the key is bound to (caller, verb, target, body): services.runtime.idempotency
-            binding = idempotency.bind(
-                request.command, caller=request.actor, verb=request.verb, target=self.slug
-            )
-            first = await self.ledger.claim(binding)
-            if first is not None:
-                reply = idempotency.answer(first, binding, state=self.lifecycle.state, desired=self.desired)
-                if reply.error == idempotency.REUSED:
-                    await self._refuse_quietly(request, reply.message, idempotency.REUSED)
-                else:
-                    await self._audit(request, "duplicate", reply.message)
-                return reply
-
-        if request.verb == "trigger":
-            reply = await self._attempt(request, self._trigger(request))
-            # the run id lets a job view know who started the run and when, while it runs
-            await self._audit(request, outcome_of(reply), reply.message, run_id=reply.run_id)
-        else:
-            # Under the transition lock, so the next command's events are stored after these.
-            # A change is audited by its own lifecycle event (one write); a command that
-            # changed nothing, or failed, by a command_handled event.
-            async with self._transition:
-                reply = await self._attempt(request, self._change_state(request))
-                if not reply.changed:
-                    await self._audit(request, outcome_of(reply), reply.message)
-        if binding is not None:  # the key now answers with this reply (a keyed command's second write)
-            await self.ledger.record(binding, reply)
-        return reply
-
-    async def _attempt(self, request: ControlRequest, work: Awaitable[CommandReply]) -> CommandReply:
-        try:
-            reply = await work
-        except Exception as exc:
-            self.log.exception("command.failed", verb=request.verb)
-            reply = self.replies.make(
-                request.verb,
-                f"{request.verb} failed: {exc}",
-                command_id=request.command_id,
-                ok=False,
-                error="internal",
-            )
-        return reply
-
-    async def _change_state(self, request: ControlRequest) -> CommandReply:
-        label = self.engine.info.label
-        verb = request.verb
-        move = {"reason": request.command.reason or f"{verb} by {request.actor}", "actor": request.actor}
-        if verb == "stop":
-            target, done, already = State.STOPPED, f"{label} stopped", f"{label} was already stopped"
-        elif verb == "start":
-            target, done, already = State.RUNNING, f"{label} started", f"{label} was already running"
-        elif request.unless_stopped and self.desired == State.STOPPED:
-            # heal-check's restart: an operator's stop since it looked wins over the healer
-            message = f"{label} was stopped by an operator; not restarting it"
-            return self.replies.make(verb, message, command_id=request.command_id)
-        else:  # restart: "stopped" is stored with desired "running": a crash mid-restart comes back running
-            await self._move(State.STOPPED, **move, desired=State.RUNNING, request=request)
-            target, done, already = State.RUNNING, f"{label} restarted", f"{label} restarted"
-        changed = await self._move(target, **move, request=request, message=done)
-        return self.replies.make(
-            verb, done if changed else already, command_id=request.command_id, changed=changed
-        )
-
-    async def _trigger(self, request: ControlRequest) -> CommandReply:
-        label = self.engine.info.label
-        if self.lifecycle.state != State.RUNNING:
-            return self.replies.refused(
-                request, "not_running", f"{label} is {self.lifecycle.state}; start it before triggering"
-            )
-        run_id = new_id()
-        args = request.command.args
-        task = asyncio.create_task(
-            self.run_cycle(
-                self.engine.primary_loop(),
-                run=lambda: self.engine.trigger(args),
-                run_id=run_id,
-                actor=request.actor,
-                correlation_id=request.correlation_id,
-            )
-        )
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-        done, _ = await asyncio.wait({task}, timeout=self.settings.reply_budget)
-        if not done:
-            return self.replies.make(
-                "trigger",
-                f"{label} cycle started; its result arrives as a cycle_completed event",
-                command_id=request.command_id,
-                changed=True,
-                status="started",
-                run_id=run_id,
-            )
-        outcome = task.result()
-        if refusals.argument_error(outcome.error_type, args):
-            # the cycle failed on the caller's arguments: an error reply, never ok: true
-            return self.replies.make(
-                "trigger",
-                f"invalid trigger arguments: {refusals.bound(outcome.detail)}",
-                command_id=request.command_id,
-                ok=False,
-                error="invalid_arguments",
-                run_id=run_id,
-            )
-        return self.replies.make(
-            "trigger",
-            outcome.detail or f"{label} cycle completed",
-            command_id=request.command_id,
-            changed=True,
-            run_id=run_id,
-            result={"ok": outcome.ok, "result": outcome.result, **outcome.output},
-        )
-
-    # --- a standby's commands -------------------------------------------------------------
-
-    async def _on_forwarded(self, msg: Msg) -> None:
-        """A command a standby received and passed on to this (active) instance."""
-        request = forwarded_request(msg.subject, msg.data, dict(msg.headers or {}), msg.reply)
-        if self.role == STANDBY:
-            reply = self.replies.refused(request, "not_active", f"{self.instance} is not the active instance")
-        else:
-            reply = await self._dispatch(request)
-        if msg.reply:
-            await msg.respond(encode(reply))
-
-    async def _forward(self, request: ControlRequest) -> CommandReply:
-        """A standby passes a command to the active instance. When none answers: status and
-        detail are answered here; a vacant lease is taken; a stop, start or restart is
-        recorded as the durable desired state, which the next active instance obeys."""
-        holder, epoch = await self.lease.holder()
-        if holder is not None and holder.boot_id != self.boot_id:
-            timeout = min(self.settings.reply_budget + 0.3, self.settings.control_timeout * 0.75)
-            try:
-                return await forward(
-                    self.nc,
-                    subjects.instance(self.slug, holder.instance),
-                    request,
-                    by=self.instance,
-                    timeout=timeout,
-                )
-            except ForwardFailed as exc:
-                self.log.warning("command.forward_failed", active=holder.instance, error=str(exc))
-        if request.verb in ("status", "detail"):
-            return await self._answer(request)
-        if holder is None and not self.keeper.passive:
-            acquired = await self.lease.try_acquire()
-            if acquired is not None:
-                self.keeper.held_since_renewal()
-                await self._activate(acquired)
-                return await self._answer(request)
-        if request.verb in ("stop", "start", "restart"):
-            return await self._record_for_next_active(request, epoch)
-        message = f"no active instance of {self.engine.info.label} answered; try again in a few seconds"
-        reply = self.replies.refused(request, "no_active_instance", message)
-        await self._audit(request, "failed", message)
-        return reply
-
-    async def _record_for_next_active(self, request: ControlRequest, epoch: int) -> CommandReply:
-        """During a failover: store the command's desired state (fenced on the newest
-        lifecycle event), so whichever instance is active next comes up that way."""
-        target = State.STOPPED if request.verb == "stop" else State.RUNNING
-        label = self.engine.info.label
-        message = (
-            f"{label} {request.verb} recorded by standby {self.instance}: no active instance answered; "
-            f"the next active instance comes up {target}"
-        )
-        async with self._transition:
-            for _ in range(3):
-                await self._desired.load()
-                last = self._desired.last
-                if last is not None and last.command_id == request.command_id:
-                    return self.replies.make(
-                        request.verb, "already applied", command_id=request.command_id, duplicate=True
-                    )
-                previous = State(last.state) if last is not None else State.STOPPED
-                self._desired.value = target
-                event = self._lifecycle_event(
-                    State.STOPPED,
-                    previous,
-                    request.command.reason or message,
-                    request.actor,
-                    request,
-                    message,
-                )
-                event.epoch = epoch  # the epoch it writes under: the holder's it saw, not a deposed one
-                try:
-                    await self._desired.store(event, self.publisher)
-                    break
-                except Superseded:
-                    continue
-            else:
-                raise Superseded("the desired state kept changing while a standby recorded a command")
-            if target == State.RUNNING:  # its own shared loops follow what it recorded
-                self._run_shared_loops()
-            else:
-                await self.loops.stop()
-        return self.replies.make(
-            request.verb, message, command_id=request.command_id, changed=True, status="recorded"
-        )
-
-    def _run_shared_loops(self) -> None:
-        """A standby runs its engine's ``everywhere`` loops while the desired state is running."""
-        if self.desired == State.RUNNING:
-            self.loops.start(everywhere_only=True)
-
-    async def _on_lifecycle_event(self, seq: int, data: bytes, _at: Any) -> None:
-        """Every instance follows the durable desired state. A standby runs its shared loops
-        by it; the active instance obeys a lifecycle event it did not write (a standby
-        recorded a command while this one did not answer)."""
-        event = envelope_decoder.decode(data)
-        if self.role == STANDBY:
-            if seq > self._desired.last_seq:
-                self._desired.last_seq, self._desired.value = seq, State(event.payload().desired)
-                if self.desired == State.RUNNING:
-                    self.loops.start(everywhere_only=True)
-                else:
-                    self._spawn(self.loops.stop())
-            return
-        if self.role != ACTIVE:
-            return  # coming up or fenced: it reads the desired state again when it goes on
-        if (
-            event.instance == self.instance and event.epoch == self.lease.epoch
-        ) or seq <= self._desired.last_seq:
-            return
-        self.log.warning("engine.desired_changed_elsewhere", by=event.instance, seq=seq)
-        self._spawn(self._obey(event))
-
-    def _spawn(self, work: Awaitable[Any]) -> None:
+    def spawn(self, work: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(work)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    async def _obey(self, event: Envelope) -> None:
-        async with self._transition:
-            target = await self._desired.load()
-            reason = f"following the desired state recorded by {event.instance or event.source}"
-            changed = await self._move(target, reason=reason, actor=event.actor, persist=False)
-        if changed:
-            self.heartbeats.soon()
-
-    async def _refuse(self, request: ControlRequest) -> CommandReply:
-        refusal = request.refusal
-        assert refusal is not None
-        await self._refuse_quietly(request, refusal.message, refusal.error)
-        return self.replies.refused(request, refusal.error, refusal.message)
-
-    async def _refuse_quietly(self, request: ControlRequest, message: str, error: str) -> None:
-        """Log and audit one refused command, bounded; a burst from one sender is folded
-        into one record per window (services.runtime.refusals)."""
-        if not self.refusals.admit(request.actor, time.monotonic(), (request, message)):
-            self._schedule_refusal_flush()
-            return
-        self.log.warning(
-            "command.rejected", subject=refusals.bound(request.subject, 200), error=error, message=message
-        )
-        await self._audit(request, "rejected", message)
-
-    def _schedule_refusal_flush(self) -> None:
-        if self._fold_flush is None or self._fold_flush.done():
-            self._fold_flush = asyncio.create_task(self._flush_refusals_when_due())
-
-    async def _flush_refusals_when_due(self) -> None:
-        while (due := self.refusals.next_due()) is not None:
-            await asyncio.sleep(max(due - time.monotonic(), 0.0) + 0.01)
-            await self._flush_refusals()
-
-    async def _flush_refusals(self, *, everything: bool = False) -> None:
-        for burst in self.refusals.due(time.monotonic(), everything=everything):
-            request, message = burst.last  # type: ignore[misc]
-            self.log.warning("command.rejected_burst", sender=burst.sender, repeats=burst.repeats)
-            await self._audit(request, "rejected", f"{message} — and {burst.detail()}", repeats=burst.repeats)
-
-    async def _audit(
-        self,
-        request: ControlRequest,
-        outcome: str,
-        message: str,
-        *,
-        run_id: str | None = None,
-        repeats: int = 0,
-    ) -> None:
-        payload, summary = command_record(
-            request, self.slug, outcome, message, run_id=run_id, repeats=repeats
-        )
-        event = self.new_event(payload, summary, actor=request.actor, correlation_id=request.correlation_id)
-        await self.publisher.publish(event)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)

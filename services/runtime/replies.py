@@ -1,4 +1,5 @@
-"""Replies to control commands and their audit records, built in one place."""
+"""Replies to control commands, their audit records and the lifecycle event of a change,
+built in one place."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from contracts.commands import CommandReply
-from contracts.events import CommandAudit, CommandHandled, Summary
+from contracts.events import CommandAudit, CommandHandled, LifecycleChanged, Summary
 from services.runtime import refusals
 from services.runtime.control import ControlRequest
 
@@ -103,3 +104,35 @@ def command_audit(request: ControlRequest, message: str) -> CommandAudit:
         message=refusals.bound(message, 1000),
         subject=refusals.bound(request.subject, refusals.SUBJECT_LIMIT),
     )
+
+
+def lifecycle_record(
+    label: str,
+    state: str,
+    previous: str,
+    desired: str,
+    reason: str,
+    request: ControlRequest | None,
+    message: str | None,
+) -> tuple[LifecycleChanged, Summary]:
+    """The lifecycle event of a change; with ``message``, also the audit of the command
+    that made it (a restart's first half carries only the command id)."""
+    audit = None
+    if request is not None and message is not None:
+        summary = command_summary(request, "accepted", message)
+        audit = command_audit(request, message)
+    else:
+        detail = f"{label} {state}"
+        if reason:
+            detail += f" — {reason}"
+        summary = Summary(action=f"engine_{state}", detail=detail, result="success")
+    command_id = request.command_id if request else None
+    payload = LifecycleChanged(
+        state=state,
+        previous=previous,
+        desired=desired,
+        reason=reason,
+        command_id=command_id,
+        command=audit,
+    )
+    return payload, summary

@@ -62,8 +62,8 @@ def crash(host: EngineHost) -> asyncio.Future:
         await host.stop_heartbeats()
         await host.loops.stop()
         await host.engine.on_stop()
-        if host._follower is not None:
-            await host._follower.stop()
+        if host.tenure.follower is not None:
+            await host.tenure.follower.stop()
         host.role = "crashed"
 
     return asyncio.ensure_future(go())
