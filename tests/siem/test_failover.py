@@ -13,6 +13,7 @@ import contextlib
 import os
 import signal
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
@@ -23,8 +24,11 @@ from starlette.responses import Response
 
 from contracts.siem import SIEM_STATUS_BUCKET, instance_decoder, presence_key
 from contracts.streams import ensure_all, leases_bucket
+from services.runtime.bus import EventPublisher
 from services.runtime.lease import Holder
-from tests.siem.conftest import WebhookEndpoint, siem_settings, until, until_status
+from services.siem.service import SiemService
+from tests.siem.conftest import WebhookEndpoint, read_status, siem_settings, until, until_status
+from tests.siem.test_alerts import alert_events, command, event
 from tests.siem.test_outage import AcceptThenHang, assert_in_order_with_at_most_one_batch_again
 from tests.siem.test_sinks import WEBHOOK_SECRET, publish
 
@@ -167,3 +171,60 @@ async def test_kill_9_of_the_active_siem_instance_the_standby_delivers_the_rest_
     assert set(senders.batches[:switch]) == {"siem-1"} and set(senders.batches[switch:]) == {"siem-2"}
     # a clean shutdown removed the standby's presence; the lease was handed back
     assert await lease_holder(nc, settings) is None
+
+
+# --- in one process: the alert rules across a takeover, and fencing -----------------------
+
+
+async def test_a_takeover_fires_no_alert_twice_and_a_holder_that_cannot_renew_runs_nothing(settings, nc, tap):
+    base = siem_settings(settings, [], lease_ttl=1.5)
+    first = SiemService(base.model_copy(update={"instance_id": "siem-a"}))
+    second = SiemService(base.model_copy(update={"instance_id": "siem-b"}))
+    publisher = EventPublisher(nc.jetstream())
+    await first.open()
+    await second.open()
+    try:
+        assert first.active and not second.active
+        assert second.follower is None and second.runners == []  # the standby runs nothing
+        await until(lambda: first.follower.ready.is_set(), what="rules ready")
+        await until(lambda: "siem-b" in first.peers, what="the standby's presence")
+        await first.write_status()
+        status = await read_status(nc)
+        assert (status.instance, status.standbys) == ("siem-a", ["siem-b"])
+        await publisher.publish(
+            event("kill_switch_engaged", "gateway", {"succeeded": 7, "failed": 0}, at=datetime.now(UTC))
+        )
+        fired = await tap.wait_for(lambda e: e.type == "alert_fired", timeout=10)
+
+        # the holder loses the bus: it stops its rules before the lease can expire
+        renew = first.lease.renew
+
+        async def no_server() -> None:
+            raise ConnectionError("no server")
+
+        first.lease.renew = no_server  # type: ignore[method-assign]
+        await until(lambda: first.role == "suspended", timeout=10, what="the holder fenced")
+        assert all(task.done() for task in first.follower._tasks)
+        # the lease runs out; the standby takes it and replays: the alert is known, open
+        await until(lambda: second.active, timeout=15, what="the standby took over")
+        await until(lambda: second.follower.ready.is_set(), what="rules replayed")
+        await until(lambda: second.follower.applied_seq >= tap.events[-1][0], what="caught up")
+        assert [alert.id for alert in second.engine.open_alerts()] == [fired.id]
+        # back on the bus, the old holder finds the lease taken and stays a standby
+        first.lease.renew = renew  # type: ignore[method-assign]
+        await until(lambda: first.role == "standby", timeout=10, what="the old holder deposed")
+        # the same engagement again: deduplicated by rule and target
+        await publisher.publish(
+            event("command_handled", "deploy", command("stop", "deploy", origin="all"), at=datetime.now(UTC))
+        )
+        await until(lambda: second.follower.applied_seq >= tap.events[-1][0], what="caught up again")
+        await second.write_status()
+        status = await read_status(nc)
+        assert status.instance == "siem-b" and status.epoch == second.lease.epoch
+    finally:
+        await first.close()
+        await second.close()
+    fired_events = [
+        e for e in alert_events(tap, "alert_fired") if msgspec.json.decode(e.data)["target"] == "all"
+    ]
+    assert [e.id for e in fired_events] == [fired.id]
