@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import contextlib
 import signal
+import socket
 import sys
 from datetime import UTC, datetime
 
@@ -507,8 +508,10 @@ def check(settings: Settings) -> int:
 
 
 async def health(settings: Settings) -> None:
-    """Healthy = the service rewrote its status within STATUS_STALE_S (it is alive and on
-    the bus). Raises with the reason otherwise."""
+    """Healthy = the active instance rewrote the status within STATUS_STALE_S (the service is
+    alive and on the bus) and, when a process on this host (a container: its own) has said
+    it is alive, it did so within STATUS_STALE_S too, standby or not. Raises with the
+    reason otherwise."""
     import nats
 
     nc = await nats.connect(
@@ -521,8 +524,31 @@ async def health(settings: Settings) -> None:
         age = (utcnow() - status.updated).total_seconds()
         if age > STATUS_STALE_S:
             raise RuntimeError(f"last status {age:.0f} s ago (more than {STATUS_STALE_S:g} s)")
+        mine = await _own_presence(kv)
+        if mine is not None:
+            age = (utcnow() - mine.updated).total_seconds()
+            if age > STATUS_STALE_S:
+                raise RuntimeError(f"{mine.instance} ({mine.role}) last said it was alive {age:.0f} s ago")
     finally:
         await nc.close()
+
+
+async def _own_presence(kv) -> SiemInstance | None:
+    """The newest presence record of a SIEM process on this host, if any."""
+    host = socket.gethostname()
+    try:
+        keys = await kv.keys()  # (its filters are substrings, and it warns about them)
+    except Exception:  # no keys at all
+        return None
+    newest: SiemInstance | None = None
+    for key in keys:
+        if not key.startswith(f"{PRESENCE_PREFIX}."):
+            continue
+        with contextlib.suppress(Exception):
+            record = instance_decoder.decode((await kv.get(key)).value or b"")
+            if record.host == host and (newest is None or record.updated > newest.updated):
+                newest = record
+    return newest
 
 
 async def serve(settings: Settings) -> None:
