@@ -14,12 +14,18 @@ bad rules file never stops the export:
    ``alert_fired`` / ``alert_resolved`` events on ``AOC_EVENTS``: the sinks carry them
    like any other event.
 
-Every ``STATUS_INTERVAL_S`` it writes its status (sinks, rules, open alerts) to the KV
-bucket ``aoc_siem``; the gateway reads it for the dashboard, the API and /metrics, and
-says "down" when it grows old.
+Every ``STATUS_INTERVAL_S`` it writes its status (sinks, rules, open alerts, which
+instance is active and its standbys) to the KV bucket ``aoc_siem``; the gateway reads it
+for the dashboard, the API and /metrics, and says "down" when it grows old.
 
-Run one instance: two would deliver each batch twice and race on the alerts. Scale-out
-single-activity comes with the lease every engine will get (docs/siem.md).
+Instances: run as many as the engines (``aoc up`` runs ``AOC_INSTANCES``; compose's
+cluster file two). Exactly one is active: the holder of the lease ``siem`` in
+``aoc_leases`` (services/runtime/lease.py, the engines' lease). A standby writes nothing
+but its presence key and polls the lease; it takes over when the lease expires (at once
+after a clean shutdown), starting each sink from its durable consumer (re-sending the
+range the old holder left unacknowledged) and replaying the stream for the rules, so a
+takeover publishes no alert twice. A holder that cannot renew stops its sinks and rules
+before the lease can expire (docs/siem.md, docs/decisions.md).
 """
 
 from __future__ import annotations
