@@ -305,9 +305,37 @@ class SiemStatus(msgspec.Struct, kw_only=True):
     rules: list[RuleInfo] = []
     open_alerts: list[OpenAlert] = []
     recent_alerts: list[AlertTransition] = []
+    # which instance wrote this (only the active one does: the holder of the lease SIEM in
+    # aoc_leases, at this epoch), and the standbys it saw (their presence keys, fresh)
+    instance: str = ""
+    epoch: int = 0
+    pid: int = 0
+    host: str = ""
+    standbys: list[str] = []
 
 
 status_decoder = msgspec.json.Decoder(SiemStatus)
+
+PRESENCE_PREFIX = "instance"  # key instance.<instance id> in aoc_siem: one per live process
+
+
+def presence_key(instance: str) -> str:
+    return f"{PRESENCE_PREFIX}.{instance}"
+
+
+class SiemInstance(msgspec.Struct, kw_only=True):
+    """What every SIEM process (active or standby) writes under ``presence_key`` every
+    ``STATUS_INTERVAL_S``: it is alive, and in which role."""
+
+    instance: str
+    boot_id: str
+    role: str  # active | standby | suspended
+    pid: int
+    host: str
+    updated: datetime
+
+
+instance_decoder = msgspec.json.Decoder(SiemInstance)
 
 
 def status_bucket(settings: Settings) -> KeyValueConfig:

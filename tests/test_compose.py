@@ -183,7 +183,8 @@ def test_the_cluster_replicates_and_runs_two_instances_of_every_engine(
         assert settings.instance_id is not None and "AOC_INSTANCE_ID" not in env_of(services[name])
     assert {name: services[name]["deploy"]["replicas"] for name in SYSTEMS} == dict.fromkeys(SYSTEMS, 2)
     assert services["gateway"]["deploy"]["replicas"] == 1  # it publishes one host port
-    assert services["siem"]["deploy"]["replicas"] == 1  # its consumers deliver in order
+    # single-active by its lease (the standby takes over): one delivers, in order
+    assert services["siem"]["deploy"]["replicas"] == 2
 
 
 def test_gateway_listens_where_it_is_published(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,9 +18,10 @@ from typing import Any
 import httpx
 import psutil
 
+from contracts.settings import Settings
 from contracts.systems import SYSTEMS
 from services.launcher.natsserver import NatsServer, free_port
-from services.launcher.supervisor import Backoff, ChildSpec, Supervisor, lock_data_dir
+from services.launcher.supervisor import Backoff, ChildSpec, Supervisor, child_specs, lock_data_dir
 
 START_TIMEOUT_S = 60.0
 
@@ -214,3 +215,15 @@ async def test_supervisor_restarts_crashes_and_kills_stragglers(tmp_path: Path):
     assert supervisor.children[1].process.returncode == -signal.SIGKILL
     log_text = (tmp_path / "crasher.log").read_text()
     assert log_text.count("--- aoc: starting crasher") >= 2 and "working" in log_text
+
+
+def test_the_siem_service_runs_as_many_instances_as_an_engine(tmp_path: Path) -> None:
+    # single-active by its lease, like the engines: ids and logs per instance
+    for instances, names in ((1, ["siem"]), (2, ["siem-1", "siem-2"])):
+        settings = Settings(data_dir=tmp_path, instances=instances)
+        siem = [spec for spec in child_specs(settings) if spec.system == "siem"]
+        assert [spec.name for spec in siem] == names
+        expected = [f"siem-{n}" for n in range(1, instances + 1)]
+        assert [spec.env["AOC_INSTANCE_ID"] for spec in siem] == expected
+        assert [spec.log_file.name for spec in siem] == [f"{name}.log" for name in names]
+        assert all(spec.argv[-2:] == ["-m", "services.siem"] for spec in siem)

@@ -96,6 +96,10 @@ class SiemView:
                 "rules_error": status.rules_error,
                 "rules_file": status.rules_file,
                 "rules_ready": status.rules_ready,
+                # which instance is active (the lease holder) and the standbys it sees
+                "instance": status.instance,
+                "epoch": status.epoch,
+                "standbys": list(status.standbys),
             }
             sinks = []
             for sink in status.sinks:

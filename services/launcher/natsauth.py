@@ -16,8 +16,9 @@ Who may do what on the bus (docs/security.md has the table for operators):
   engine can trust that token as the NATS user who sent the command;
 - ``siem`` (the SIEM service, not an engine) reads every stream, keeps its own durable
   consumers on ``AOC_EVENTS`` (create, info, pull, ack; never delete), publishes only
-  ``aoc.evt.siem.>`` (its alerts) and writes only its status bucket ``aoc_siem``. It
-  sends no control command and answers none;
+  ``aoc.evt.siem.>`` (its alerts) and writes only its status bucket ``aoc_siem`` and its
+  own lease ``aoc_leases.siem`` (single-active instances). It sends no control command
+  and answers none;
 - ``launcher`` (`aoc up`'s supervisor) publishes one kind of event,
   ``aoc.evt.<process>.process_crashed``, when a child ends by a signal or a non-zero exit
   (it saw the exit status); it asks JetStream whether the cluster has a meta leader
@@ -240,6 +241,7 @@ def siem_permissions(catalog: Catalog) -> Permissions:
         publish=[
             subjects.evt(SIEM, ">"),
             *_bucket_writer(catalog.buckets_of(SIEM)),
+            f"$KV.{subjects.LEASES_BUCKET}.{SIEM}",  # its lease: one active instance
             *_jetstream_reader(catalog),
         ],
         subscribe=[f"{inbox_prefix(SIEM)}.>", *_readers()],

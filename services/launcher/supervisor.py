@@ -7,7 +7,8 @@ embedded nats-server(s)).
 
 Topology comes from settings: ``AOC_NATS_CLUSTER`` embedded nats-servers (1, or a
 loopback cluster of 3 whose JetStream meta leader is elected before any service starts),
-``AOC_INSTANCES`` processes per engine (each with its own ``AOC_INSTANCE_ID`` and log).
+``AOC_INSTANCES`` processes per engine and of the SIEM service (each with its own
+``AOC_INSTANCE_ID`` and log).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from nats.aio.msg import Msg
 from nats.micro.service import ServiceVerb, control_subject
 
 from contracts.settings import Settings
+from contracts.siem import SIEM
 from contracts.systems import SYSTEMS
 from services.launcher.crashes import CrashReporter
 from services.launcher.natsauth import LAUNCHER
@@ -80,8 +82,8 @@ class ChildSpec:
     argv: list[str]
     env: dict[str, str]
     log_file: Path
-    system: str | None = None  # the engine slug (None: the gateway)
-    instance_id: str | None = None  # AOC_INSTANCE_ID of an engine process
+    system: str | None = None  # the engine slug, or "siem" (None: the gateway)
+    instance_id: str | None = None  # AOC_INSTANCE_ID of an engine or SIEM process
 
 
 async def sleep_unless(event: asyncio.Event, seconds: float) -> None:
@@ -304,9 +306,28 @@ def child_specs(settings: Settings) -> list[ChildSpec]:
     specs = engine_specs(settings, env)
     gateway_log = settings.data_dir / "logs" / "gateway.log"
     specs.append(ChildSpec("gateway", [sys.executable, "-m", "gateway"], env, gateway_log))
-    # not an engine: SIEM export and control-plane alerts (docs/siem.md)
+    specs += siem_specs(settings, env)
+    return specs
+
+
+def siem_specs(settings: Settings, env: dict[str, str]) -> list[ChildSpec]:
+    """Not an engine: SIEM export and control-plane alerts (docs/siem.md). As many processes
+    as an engine has, single-active by the same lease (key ``siem`` in aoc_leases): ids
+    ``siem-<n>``, logs ``siem-<n>.log`` (``siem.log`` with one instance)."""
     logs = settings.data_dir / "logs"
-    specs.append(ChildSpec("siem", [sys.executable, "-m", "services.siem"], env, logs / "siem.log"))
+    specs = []
+    for instance in instance_ids(SIEM, settings):
+        name = SIEM if settings.instances == 1 else instance
+        specs.append(
+            ChildSpec(
+                name,
+                [sys.executable, "-m", "services.siem"],
+                {**env, "AOC_INSTANCE_ID": instance},
+                logs / f"{name}.log",
+                system=SIEM,
+                instance_id=instance,
+            )
+        )
     return specs
 
 
@@ -538,7 +559,10 @@ async def run_up(settings: Settings) -> int:
     else:
         say(f"using NATS at {settings.effective_nats_url}")
     if settings.instances > 1:
-        say(f"{settings.instances} instances of each engine: one active (its lease), the others standby")
+        say(
+            f"{settings.instances} instances of each engine and of the SIEM service: "
+            "one active (its lease), the others standby"
+        )
     for line in admin_token_notice(settings, public_base_url(settings)):
         say(line)
 

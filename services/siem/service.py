@@ -14,12 +14,18 @@ bad rules file never stops the export:
    ``alert_fired`` / ``alert_resolved`` events on ``AOC_EVENTS``: the sinks carry them
    like any other event.
 
-Every ``STATUS_INTERVAL_S`` it writes its status (sinks, rules, open alerts) to the KV
-bucket ``aoc_siem``; the gateway reads it for the dashboard, the API and /metrics, and
-says "down" when it grows old.
+Every ``STATUS_INTERVAL_S`` it writes its status (sinks, rules, open alerts, which
+instance is active and its standbys) to the KV bucket ``aoc_siem``; the gateway reads it
+for the dashboard, the API and /metrics, and says "down" when it grows old.
 
-Run one instance: two would deliver each batch twice and race on the alerts. Scale-out
-single-activity comes with the lease every engine will get (docs/siem.md).
+Instances: run as many as the engines (``aoc up`` runs ``AOC_INSTANCES``; compose's
+cluster file two). Exactly one is active: the holder of the lease ``siem`` in
+``aoc_leases`` (services/runtime/lease.py, the engines' lease). A standby writes nothing
+but its presence key and polls the lease; it takes over when the lease expires (at once
+after a clean shutdown), starting each sink from its durable consumer (re-sending the
+range the old holder left unacknowledged) and replaying the stream for the rules, so a
+takeover publishes no alert twice. A holder that cannot renew stops its sinks and rules
+before the lease can expire (docs/siem.md, docs/decisions.md).
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import argparse
 import asyncio
 import contextlib
 import signal
+import socket
 import sys
 from datetime import UTC, datetime
 
@@ -40,21 +47,26 @@ from contracts import subjects
 from contracts.events import Envelope, envelope_decoder
 from contracts.settings import Settings, get_settings
 from contracts.siem import (
+    PRESENCE_PREFIX,
     SIEM,
     SIEM_STATUS_BUCKET,
     STATUS_INTERVAL_S,
     STATUS_KEY,
     STATUS_STALE_S,
     RuleInfo,
+    SiemInstance,
     SiemStatus,
     SinkConfig,
     SinkConfigError,
     ensure_status_bucket,
+    instance_decoder,
     parse_sinks,
+    presence_key,
     status_decoder,
 )
 from contracts.streams import ensure_all
 from services.runtime.bus import EventPublisher, connect, connect_options
+from services.runtime.lease import Acquired, Lease, LeaseKeeper, Me
 from services.runtime.logs import configure_logging
 from services.shared.egress import AddressPolicy, Resolver, UrlGuard, system_resolver
 from services.siem.alerts import AlertEngine
@@ -208,19 +220,39 @@ class AlertFollower:
         await self._unsubscribe()
 
 
+ACTIVE, STANDBY, SUSPENDED = "active", "standby", "suspended"
+LEASE_KEY = SIEM  # the SIEM service's key in aoc_leases (beside the engines' slugs)
+PRESENCE_STALE_S = STATUS_STALE_S  # a standby not heard from for this long is not listed
+PRESENCE_FORGET_S = 300.0  # the active deletes presence keys of processes gone this long
+
+
 class SiemService:
+    """One process of the SIEM service. Every process connects; only the holder of the
+    lease ``siem`` in ``aoc_leases`` (services/runtime/lease.py, as the engines) runs the
+    sinks and the alert rules and writes the status. The others are standbys: they write
+    nothing but their presence key and poll the lease."""
+
     def __init__(self, settings: Settings, *, resolver: Resolver = system_resolver) -> None:
         self.settings = settings
         self.resolver = resolver
         self.boot_id = msgspec.json.encode(utcnow().timestamp()).decode()
+        self.instance = settings.effective_instance_id
+        self.role = STANDBY
         self.started = utcnow()
         self.sinks_error = ""
         self.rules_error = ""
         self.rules_file = ""
+        self.sinks: list[SinkConfig] = []
+        self.rules: list = []
         self.runners: list[SinkRunner] = []
         self.engine = AlertEngine([])
         self.follower: AlertFollower | None = None
+        self.keeper: LeaseKeeper | None = None
+        self.peers: dict[str, tuple[SiemInstance, int]] = {}  # presence keys seen: record, revision
+        self._transition = asyncio.Lock()
         self._status_task: asyncio.Task[None] | None = None
+        self._peers_task: asyncio.Task[None] | None = None
+        self._watcher = None
 
     def load(self) -> tuple[list[SinkConfig], list]:
         sinks: list[SinkConfig] = []
@@ -240,33 +272,127 @@ class SiemService:
             log.error("siem.rules_invalid", error=self.rules_error)
         return sinks, rules
 
+    @property
+    def active(self) -> bool:
+        return self.role == ACTIVE
+
     async def open(self, nc: Client | None = None) -> None:
-        sinks, rules = self.load()
+        """Connect, and become the active instance if the lease is free (a single instance
+        always is: ``open`` returns with the sinks and rules running); otherwise stay a
+        standby that takes over when the lease runs out."""
+        self.sinks, self.rules = self.load()
+        self.engine = AlertEngine(self.rules)  # the rules' info, for a standby's log
         self.nc = nc or await connect(self.settings, name=f"aoc-{SIEM}")
         self.js = self.nc.jetstream()
-        await ensure_all(self.js, self.settings)
+        buckets = await ensure_all(self.js, self.settings)
         self.kv = await ensure_status_bucket(self.js, self.settings)
         self.publisher = EventPublisher(self.js, deadline=self.settings.publish_deadline)
-        guard = egress_guard(self.settings, self.resolver)
-        self.runners = [SinkRunner(self.js, sink, transport_for(sink, guard)) for sink in sinks]
-        for runner in self.runners:
-            runner.start()
-        self.engine = AlertEngine(rules)
-        self.follower = AlertFollower(self.nc, self.engine, self.publisher)
-        await self.follower.start()
+        self.guard = egress_guard(self.settings, self.resolver)
+        self.lease = Lease(buckets["leases"], LEASE_KEY, Me(self.instance, self.boot_id))
+        self.keeper = LeaseKeeper(
+            self.lease,
+            self.settings.lease_ttl,
+            on_acquired=self._activate,
+            on_suspended=self._suspend,
+            on_resumed=self._resume,
+            on_lost=self._deposed,
+            may_resume=self._may_resume,
+        )
+        self._watcher = await self.kv.watch(f"{PRESENCE_PREFIX}.*")
+        self._peers_task = asyncio.create_task(self._follow_peers(), name="siem-peers")
+        acquired = await self.lease.try_acquire()
+        if acquired is not None:
+            self.keeper.held_since_renewal()
+            await self._activate(acquired)
+        else:
+            holder, _ = await self.lease.holder()
+            log.info("siem.standby", instance=self.instance, active=holder.instance if holder else None)
         await self.write_status()
         self._status_task = asyncio.create_task(self._status_loop(), name="siem-status")
+        self.keeper.start()
         log.info(
             "siem.started",
-            sinks=[runner.config.name for runner in self.runners],
-            rules=[rule.name for rule in rules],
+            instance=self.instance,
+            role=self.role,
+            sinks=[sink.name for sink in self.sinks],
+            rules=[rule.name for rule in self.rules],
         )
 
+    # --- the lease ------------------------------------------------------------------------
+
+    async def _activate(self, acquired: Acquired) -> None:
+        """The lease is ours: start the sinks (each resumes from its durable consumer's
+        acknowledged position, re-sending a range a dead holder left unacknowledged) and
+        the rules (a fresh replay of the stream: what the previous holder published is
+        seen, not published again)."""
+        async with self._transition:
+            try:
+                self.runners = [
+                    SinkRunner(self.js, sink, transport_for(sink, self.guard)) for sink in self.sinks
+                ]
+                for runner in self.runners:
+                    runner.start()
+                self.engine = AlertEngine(self.rules)
+                self.follower = AlertFollower(self.nc, self.engine, self.publisher)
+                await self.follower.start()
+            except Exception:
+                log.exception("siem.activation_failed", instance=self.instance)
+                await self._stop_work()
+                with contextlib.suppress(Exception):
+                    await self.lease.release()  # let another instance (or a later poll) try
+                return
+            self.role = ACTIVE
+        previous = acquired.previous.instance if acquired.previous else None
+        log.info("siem.active", instance=self.instance, epoch=acquired.epoch, previous=previous)
+        with contextlib.suppress(Exception):
+            await self.write_status()
+
+    async def _stop_work(self) -> None:
+        """Stop the sinks and the rules at once (a batch in flight stays unacknowledged:
+        the next holder sends it again)."""
+        await asyncio.gather(*(runner.stop() for runner in self.runners), return_exceptions=True)
+        if self.follower is not None:
+            await self.follower.stop()
+
+    async def _fence(self, role: str) -> None:
+        async with self._transition:
+            self.role = role  # the status loop writes no status from here on
+            await self._stop_work()
+
+    async def _suspend(self, reason: str) -> None:
+        """The lease could not be renewed in time (no server): fence before it can expire."""
+        await self._fence(SUSPENDED)
+        log.error("siem.suspended", instance=self.instance, reason=reason, epoch=self.lease.epoch)
+
+    async def _may_resume(self) -> bool:
+        # all the state is rebuilt from the stream and the durable consumers on each
+        # activation: holding the lease again is enough
+        return True
+
+    async def _resume(self) -> None:
+        await self._activate(Acquired(self.lease.epoch, None, 0))
+
+    async def _deposed(self, reason: str) -> None:
+        """Another instance holds the lease: fence, and wait as a standby (nothing of this
+        tenure is kept: a later activation starts afresh)."""
+        await self._fence(STANDBY)
+        log.error("siem.deposed", instance=self.instance, reason=reason)
+
+    # --- status ---------------------------------------------------------------------------
+
     def status(self) -> SiemStatus:
+        now = utcnow()
+        standbys = sorted(
+            name
+            for name, (record, _) in self.peers.items()
+            if name != self.instance
+            and record.role != ACTIVE
+            and (now - record.updated).total_seconds() <= PRESENCE_STALE_S
+        )
         return SiemStatus(
             boot_id=self.boot_id,
             started=self.started,
-            updated=utcnow(),
+            updated=now,
             sinks_error=self.sinks_error,
             rules_error=self.rules_error,
             rules_file=self.rules_file,
@@ -275,14 +401,60 @@ class SiemService:
             rules=[RuleInfo(**msgspec.structs.asdict(info)) for info in self.engine.info.values()],
             open_alerts=self.engine.open_alerts(),
             recent_alerts=list(self.engine.recent),
+            instance=self.instance,
+            epoch=self.lease.epoch,
+            pid=self.lease.me.pid,
+            host=self.lease.me.host,
+            standbys=standbys,
         )
 
     async def write_status(self) -> None:
+        """Every process says it is alive (its presence key); only the active one writes
+        the status."""
+        await self._write_presence()
+        if not self.active:
+            return
         await asyncio.gather(*(runner.refresh_lag() for runner in self.runners))
+        if not self.active:  # fenced meanwhile
+            return
         try:
             await self.kv.put(STATUS_KEY, msgspec.json.encode(self.status()))
         except Exception as exc:  # the next tick tries again
             log.warning("siem.status_not_written", error=type(exc).__name__)
+        await self._forget_gone_peers()
+
+    async def _write_presence(self) -> None:
+        record = SiemInstance(
+            instance=self.instance,
+            boot_id=self.boot_id,
+            role=self.role,
+            pid=self.lease.me.pid,
+            host=self.lease.me.host,
+            updated=utcnow(),
+        )
+        try:
+            await self.kv.put(presence_key(self.instance), msgspec.json.encode(record))
+        except Exception as exc:
+            log.warning("siem.presence_not_written", error=type(exc).__name__)
+
+    async def _follow_peers(self) -> None:
+        assert self._watcher is not None
+        async for entry in self._watcher:
+            if entry is None:  # the initial values are all in
+                continue
+            name = entry.key.removeprefix(f"{PRESENCE_PREFIX}.")
+            if entry.operation in ("DEL", "PURGE") or not entry.value:
+                self.peers.pop(name, None)
+                continue
+            with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
+                self.peers[name] = (instance_decoder.decode(entry.value), entry.revision or 0)
+
+    async def _forget_gone_peers(self) -> None:
+        now = utcnow()
+        for name, (record, revision) in list(self.peers.items()):
+            if name != self.instance and (now - record.updated).total_seconds() > PRESENCE_FORGET_S:
+                with contextlib.suppress(Exception):
+                    await self.kv.delete(presence_key(name), last=revision)
 
     async def _status_loop(self) -> None:
         while True:
@@ -290,19 +462,35 @@ class SiemService:
             await self.write_status()
 
     async def close(self) -> None:
-        if self._status_task is not None:
-            self._status_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._status_task
-        await asyncio.gather(*(runner.stop() for runner in self.runners), return_exceptions=True)
-        if self.follower is not None:
-            await self.follower.stop()
+        """Process shutdown: stop the sinks and rules, publish what the rules derived last,
+        write the last status, and hand the lease over at once."""
+        if self.keeper is not None:
+            await self.keeper.stop()
+        for task in (self._status_task, self._peers_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        was_active = self.active
+        async with self._transition:
+            await self._stop_work()
+        if was_active and self.follower is not None:
             # what the engine derived in its last moments goes out before we leave
             for envelope in self.engine.take_outbox():
                 with contextlib.suppress(Exception):
                     await self.publisher.publish(envelope)
-        with contextlib.suppress(Exception):
-            await self.write_status()
+            with contextlib.suppress(Exception):
+                await self.write_status()
+        self.role = STANDBY
+        if self._watcher is not None:
+            with contextlib.suppress(Exception):
+                await self._watcher.stop()
+        if hasattr(self, "kv"):
+            with contextlib.suppress(Exception):
+                await self.kv.delete(presence_key(self.instance))
+        if hasattr(self, "lease"):
+            with contextlib.suppress(Exception):
+                await self.lease.release()
         with contextlib.suppress(Exception):
             await self.nc.drain()
 
@@ -326,8 +514,10 @@ def check(settings: Settings) -> int:
 
 
 async def health(settings: Settings) -> None:
-    """Healthy = the service rewrote its status within STATUS_STALE_S (it is alive and on
-    the bus). Raises with the reason otherwise."""
+    """Healthy = the active instance rewrote the status within STATUS_STALE_S (the service is
+    alive and on the bus) and, when a process on this host (a container: its own) has said
+    it is alive, it did so within STATUS_STALE_S too, standby or not. Raises with the
+    reason otherwise."""
     import nats
 
     nc = await nats.connect(
@@ -340,8 +530,31 @@ async def health(settings: Settings) -> None:
         age = (utcnow() - status.updated).total_seconds()
         if age > STATUS_STALE_S:
             raise RuntimeError(f"last status {age:.0f} s ago (more than {STATUS_STALE_S:g} s)")
+        mine = await _own_presence(kv)
+        if mine is not None:
+            age = (utcnow() - mine.updated).total_seconds()
+            if age > STATUS_STALE_S:
+                raise RuntimeError(f"{mine.instance} ({mine.role}) last said it was alive {age:.0f} s ago")
     finally:
         await nc.close()
+
+
+async def _own_presence(kv) -> SiemInstance | None:
+    """The newest presence record of a SIEM process on this host, if any."""
+    host = socket.gethostname()
+    try:
+        keys = await kv.keys()  # (its filters are substrings, and it warns about them)
+    except Exception:  # no keys at all
+        return None
+    newest: SiemInstance | None = None
+    for key in keys:
+        if not key.startswith(f"{PRESENCE_PREFIX}."):
+            continue
+        with contextlib.suppress(Exception):
+            record = instance_decoder.decode((await kv.get(key)).value or b"")
+            if record.host == host and (newest is None or record.updated > newest.updated):
+                newest = record
+    return newest
 
 
 async def serve(settings: Settings) -> None:
