@@ -51,6 +51,7 @@ from contracts import soc, subjects
 from contracts.settings import Settings
 from contracts.snapshots import GATEWAY_SNAPSHOT, SNAPSHOTS_BUCKET, ensure_snapshots_store
 from gateway.isotime import iso
+from services.runtime.loops import stop_task
 from services.runtime.stream import replay
 
 log = structlog.get_logger()
@@ -334,11 +335,8 @@ class Snapshots:
             self._task = asyncio.create_task(self._run(views), name="snapshots")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)  # an object-store put can swallow a single cancel
+        self._task = None
 
     def due(self) -> bool:
         seq, _ = self._positions()

@@ -18,7 +18,6 @@ bucket is a JetStream stream, replicated by RAFT in a cluster.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import socket
 import time
@@ -31,6 +30,7 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from contracts.events import utcnow
+from services.runtime.loops import stop_task
 
 
 class LeaseLost(Exception):
@@ -186,10 +186,7 @@ class LeaseKeeper:
         self._task = asyncio.create_task(self._run(), name=f"lease-{self.lease._key}")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+        await stop_task(self._task)  # a renewal (a KV request) can swallow a single cancel
 
     async def _run(self) -> None:
         while True:

@@ -37,6 +37,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wai
 from contracts import subjects
 from contracts.events import envelope_decoder
 from contracts.siem import SinkConfig, SinkStatus, durable_name
+from services.runtime.loops import stop_task
 from services.shared.egress import EgressRefused
 from services.siem.formats import Record
 from services.siem.transports import DeliveryFailed, Transport
@@ -83,10 +84,7 @@ class SinkRunner:
 
     async def stop(self) -> None:
         self.stopping.set()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+        await stop_task(self._task)  # a fetch can swallow a single cancel (asyncio.wait_for on 3.11)
         with contextlib.suppress(Exception):
             await self.transport.close()
         if self._sub is not None:

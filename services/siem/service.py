@@ -68,6 +68,7 @@ from contracts.streams import ensure_all
 from services.runtime.bus import EventPublisher, connect, connect_options
 from services.runtime.lease import Acquired, Lease, LeaseKeeper, Me
 from services.runtime.logs import configure_logging
+from services.runtime.loops import stop_task
 from services.shared.egress import AddressPolicy, Resolver, UrlGuard, system_resolver
 from services.siem.alerts import AlertEngine
 from services.siem.delivery import SinkRunner
@@ -214,9 +215,10 @@ class AlertFollower:
                 await sub.unsubscribe()
 
     async def stop(self) -> None:
+        # stop_task, not one cancel: a publish whose ack lands as the cancel does swallows it
+        # (asyncio.wait_for on 3.11), and the loop would wait for its next wake-up forever
         for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+            await stop_task(task)
         await self._unsubscribe()
 
 
@@ -467,10 +469,7 @@ class SiemService:
         if self.keeper is not None:
             await self.keeper.stop()
         for task in (self._status_task, self._peers_task):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await stop_task(task)  # its KV writes could swallow a single cancel
         was_active = self.active
         async with self._transition:
             await self._stop_work()
