@@ -6,7 +6,7 @@ deploy engine as a process attached to aoc-n1 (its NATS_URL names only that node
 learns the others from the server). Baseline, healthy cluster:
 
   status    raw NATS request aoc.ctl.deploy.status (answered from memory, no write)
-  command   aoc.ctl.deploy.stop / start alternately (KV desired state + two events, acked)
+  command   aoc.ctl.deploy.stop / start alternately (one acked lifecycle event carrying its audit)
   write     one acked event publish with Nats-Msg-Id (services/runtime/bus.py)
 
 Then --kills rounds, alternating two faults:
