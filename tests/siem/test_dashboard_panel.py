@@ -59,6 +59,10 @@ async def test_the_panel_shows_sinks_alerts_and_a_down_service(
             page = tab.page
             panel = page.locator("#siem-panel")
             await expect(panel.locator('.siem-badge[data-value="up"]')).to_be_visible()
+            # the lease holder is named: with two instances, the one that delivers
+            await expect(panel.locator('[data-field="instances"]')).to_contain_text(
+                f"active: {service.instance}"
+            )
             splunk = panel.locator('tr[data-sink="splunk"]')
             await expect(splunk).to_have_attribute("data-health", "ok")
             await expect(splunk.locator('[data-field="delivered"]')).to_have_text("5")

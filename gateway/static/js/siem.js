@@ -19,6 +19,17 @@ function renderService(service) {
   const parts = [badge("service", service.state, SERVICE_TEXT[service.state] || service.state)];
   if (service.detail) parts.push(h("span", { class: "muted" }, ` ${service.detail}`));
   else if (service.updated) parts.push(h("span", { class: "muted" }, ` status ${agoFrom(service.updated)}`));
+  // with several instances, which one delivers (the lease holder) and which stand by
+  if (service.instance) {
+    const standbys = service.standbys || [];
+    parts.push(
+      h(
+        "span",
+        { class: "muted", dataset: { field: "instances" } },
+        ` · active: ${service.instance}` + (standbys.length ? ` · standby: ${standbys.join(", ")}` : ""),
+      ),
+    );
+  }
   const errors = [];
   if (service.sinks_error) errors.push(h("p", { class: "siem-error", dataset: { error: "sinks" } }, `Sinks not started: ${service.sinks_error}`));
   if (service.rules_error) errors.push(h("p", { class: "siem-error", dataset: { error: "rules" } }, `Rules not loaded: ${service.rules_error}`));
