@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from gateway.views import nats_pool
+from services.runtime.bus import barrier
 from services.runtime.testing import connect_plain
 
 API = "/api/v1/admin"
@@ -28,7 +29,7 @@ async def test_requests_in_flight_are_checked_out_and_overflow_past_the_connecti
         await msg.respond(b"ok")
 
     await responder.subscribe("test.slow", cb=slow)
-    await responder.flush()
+    await barrier(responder)  # flush() alone can PONG before the SUB is in (services/runtime/bus.py)
     try:
         assert nats_pool(client) == {**nats_pool(client), "size": 1, "checked_in": 1, "checked_out": 0}
         requests = [asyncio.create_task(client.request("test.slow", b"", timeout=10)) for _ in range(3)]
