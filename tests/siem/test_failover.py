@@ -33,8 +33,9 @@ from tests.siem.test_outage import (
     AcceptThenHang,
     assert_in_order_with_at_most_one_batch_again,
     assert_only_the_hung_batch_came_twice,
+    siem_process_env,
 )
-from tests.siem.test_sinks import WEBHOOK_SECRET, publish
+from tests.siem.test_sinks import WEBHOOK_SECRET, publish, webhook_sink
 
 ROOT = Path(__file__).resolve().parents[2]
 LEASE_TTL = "2"
@@ -79,22 +80,8 @@ async def test_kill_9_of_the_active_siem_instance_the_standby_delivers_the_rest_
     senders = Senders(hanging, pids)
     receiver = await http_receivers(senders, path="/hook")
     batch = 10
-    sink = {
-        "name": "hook",
-        "kind": "webhook",
-        "url": receiver.url,
-        "allow_http": True,
-        "secret": WEBHOOK_SECRET.decode(),
-        "batch": batch,
-        "timeout_s": 60,
-    }
-    env = {
-        **settings_env,
-        "AOC_SIEM_SINKS": siem_settings(settings, [sink]).siem_sinks or "",
-        "AOC_SIEM_ALLOWED_HOSTS": "127.0.0.1",
-        "AOC_SIEM_ALLOWED_NETWORKS": "127.0.0.0/8",
-        "AOC_LEASE_TTL": LEASE_TTL,
-    }
+    sink = webhook_sink(receiver.url, batch, timeout_s=60)  # a hung batch must not time out
+    env = siem_process_env(settings_env, settings, sink, AOC_LEASE_TTL=LEASE_TTL)
     await ensure_all(nc.jetstream(), settings)
     logs = Path(settings.data_dir).parent
     children: dict[str, asyncio.subprocess.Process] = {}

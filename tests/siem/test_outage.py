@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response
 
 from contracts.streams import ensure_all
 from tests.siem.conftest import Hec, WebhookEndpoint, siem_settings, until, until_status
-from tests.siem.test_sinks import HEC_TOKEN, WEBHOOK_SECRET, publish, running_siem, sink_status
+from tests.siem.test_sinks import HEC_TOKEN, WEBHOOK_SECRET, publish, running_siem, sink_status, webhook_sink
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -120,6 +120,17 @@ async def test_receiver_down_then_up_loses_nothing(kind, rsyslog_factory, http_r
 # --- the service killed with a batch in flight ---------------------------------------------
 
 
+def siem_process_env(settings_env: dict[str, str], settings, sink: dict, **extra: str) -> dict[str, str]:
+    """The environment of a SIEM service process delivering to ``sink`` on loopback."""
+    return {
+        **settings_env,
+        "AOC_SIEM_SINKS": siem_settings(settings, [sink]).siem_sinks or "",
+        "AOC_SIEM_ALLOWED_HOSTS": "127.0.0.1",
+        "AOC_SIEM_ALLOWED_NETWORKS": "127.0.0.0/8",
+        **extra,
+    }
+
+
 class AcceptThenHang:
     """A webhook receiver that records batches, but, while ``hang`` is set, never answers
     (the batch is accepted at the receiver, the acknowledgement never reaches AOC)."""
@@ -144,21 +155,8 @@ async def test_kill_9_of_the_service_mid_batch_loses_nothing_and_keeps_order(
     hanging = AcceptThenHang(endpoint)
     receiver = await http_receivers(hanging, path="/hook")
     batch = 10
-    sink = {
-        "name": "hook",
-        "kind": "webhook",
-        "url": receiver.url,
-        "allow_http": True,
-        "secret": WEBHOOK_SECRET.decode(),
-        "batch": batch,
-        "timeout_s": 60,
-    }
-    env = {
-        **settings_env,
-        "AOC_SIEM_SINKS": siem_settings(settings, [sink]).siem_sinks or "",
-        "AOC_SIEM_ALLOWED_HOSTS": "127.0.0.1",
-        "AOC_SIEM_ALLOWED_NETWORKS": "127.0.0.0/8",
-    }
+    sink = webhook_sink(receiver.url, batch, timeout_s=60)  # a hung batch must not time out
+    env = siem_process_env(settings_env, settings, sink)
     await ensure_all(nc.jetstream(), settings)
     log = open(Path(settings.data_dir).parent / "siem.log", "ab")  # noqa: SIM115 - closed below
     spawn = [sys.executable, "-m", "services.siem"]

@@ -22,6 +22,19 @@ HEC_TOKEN = "9f4a2c1e-hec-token-for-tests"
 WEBHOOK_SECRET = b"webhook-secret-for-tests-0123456789"
 
 
+def webhook_sink(url: str, batch: int = 10, **extra) -> dict:
+    """The webhook sink the tests deliver through, signed with WEBHOOK_SECRET."""
+    return {
+        "name": "hook",
+        "kind": "webhook",
+        "url": url,
+        "allow_http": True,
+        "secret": WEBHOOK_SECRET.decode(),
+        "batch": batch,
+        **extra,
+    }
+
+
 def sample(i: int, **summary) -> Envelope:
     return new_event(
         system="soc-cycle",
@@ -178,14 +191,7 @@ async def test_hec_with_a_wrong_token_keeps_every_event_in_the_stream(http_recei
 async def test_webhook_is_signed_and_each_batch_has_a_delivery_id(http_receivers, settings, nc):
     endpoint = WebhookEndpoint(WEBHOOK_SECRET)
     receiver = await http_receivers(endpoint, path="/hooks/aoc")
-    sink = {
-        "name": "hook",
-        "kind": "webhook",
-        "url": receiver.url,
-        "allow_http": True,
-        "secret": WEBHOOK_SECRET.decode(),
-        "batch": 10,
-    }
+    sink = webhook_sink(receiver.url)
     await ensure_all(nc.jetstream(), settings)
     async with running_siem(siem_settings(settings, [sink])) as service:
         await until(lambda: service.runners[0].status.state != "starting", what="the sink bound")
