@@ -175,7 +175,7 @@ class ControlClient:
         refusal = (target, verb, actor, reason, origin, refusals.bound(message, 1000))
         if not self.refusals.admit(actor, time.monotonic(), refusal):
             if self._flush is None or self._flush.done():
-                self._flush = asyncio.create_task(self._flush_when_due())
+                self._flush = asyncio.create_task(refusals.flush_when_due(self.refusals, self.flush_refusals))
             return
         await self._publish_refusal(*refusal)
 
@@ -201,11 +201,6 @@ class ControlClient:
             actor=actor,
         )
         await self.publisher.publish(event)
-
-    async def _flush_when_due(self) -> None:
-        while (due := self.refusals.next_due()) is not None:
-            await asyncio.sleep(max(due - time.monotonic(), 0.0) + 0.01)
-            await self.flush_refusals()
 
     async def flush_refusals(self, *, everything: bool = False) -> None:
         for burst in self.refusals.due(time.monotonic(), everything=everything):

@@ -219,12 +219,9 @@ class Commands:
 
     def _schedule_refusal_flush(self) -> None:
         if self._fold_flush is None or self._fold_flush.done():
-            self._fold_flush = asyncio.create_task(self._flush_refusals_when_due())
-
-    async def _flush_refusals_when_due(self) -> None:
-        while (due := self.refusals.next_due()) is not None:
-            await asyncio.sleep(max(due - time.monotonic(), 0.0) + 0.01)
-            await self.flush_refusals()
+            self._fold_flush = asyncio.create_task(
+                refusals.flush_when_due(self.refusals, self.flush_refusals)
+            )
 
     async def flush_refusals(self, *, everything: bool = False) -> None:
         for burst in self.refusals.due(time.monotonic(), everything=everything):

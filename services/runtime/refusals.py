@@ -21,7 +21,10 @@ Everything here is pure (the clock is passed in), so it is tested without a bus.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 TEXT_LIMIT = 300  # characters of sender-controlled text kept in a message
@@ -125,6 +128,14 @@ class RefusalFolder:
                 bursts.append(Burst(sender, window.folded - 1, self.window_s, window.last))
             del self._windows[sender]
         return bursts
+
+
+async def flush_when_due(folder: RefusalFolder, flush: Callable[[], Awaitable[None]]) -> None:
+    """Run ``flush`` as each folded burst's window closes, until no window is open (the
+    engines' command path and the gateway's own refusals share it)."""
+    while (due := folder.next_due()) is not None:
+        await asyncio.sleep(max(due - time.monotonic(), 0.0) + 0.01)
+        await flush()
 
 
 def argument_error(error_type: str | None, args: dict[str, object]) -> bool:
