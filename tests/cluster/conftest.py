@@ -138,12 +138,20 @@ async def read_stream(js: JetStreamContext, subject: str, timeout: float = 60.0)
 
 
 async def _read_stream_once(js: JetStreamContext, subject: str, timeout: float) -> list[tuple[int, Any]]:
+    # How many messages the stream holds on ``subject`` comes from the stream leader. The
+    # ordered consumer may be placed on a replica that is still catching up (a member just
+    # healed or restarted); its num_pending then reaches 0 early, so count, not pending, ends it.
+    stream = await js.find_stream_name_by_subject(subject)
+    info = await js.stream_info(stream, subjects_filter=subject)
+    expected = sum((info.state.subjects or {}).values())
+    if expected == 0:
+        return []
     got: list[tuple[int, Any]] = []
     done = asyncio.Event()
 
     async def on_msg(msg: Any) -> None:
         got.append((msg.metadata.sequence.stream, msg))
-        if msg.metadata.num_pending == 0:
+        if len(got) >= expected and msg.metadata.num_pending == 0:
             done.set()
 
     sub = await js.subscribe(
