@@ -47,9 +47,13 @@ class Heartbeats:
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name=f"{self.slug}-heartbeat")
 
-    def soon(self) -> None:
-        """Beat now rather than at the next tick (after a state change)."""
-        self._wakeup.set()
+    def soon(self, *, after: float = 0.0) -> None:
+        """Beat now rather than at the next tick (after a state change). ``after``: a
+        little later, so its psutil work does not run while a reply waits to go out."""
+        if after:
+            asyncio.get_running_loop().call_later(after, self._wakeup.set)
+        else:
+            self._wakeup.set()
 
     async def send(self, *, final: bool = False) -> None:
         """One heartbeat now. ``final``: the last one of a clean shutdown (acked and retried

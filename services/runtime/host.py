@@ -67,6 +67,7 @@ from services.runtime.tenure import ACTIVE, STANDBY, Tenure
 log = structlog.get_logger()
 
 T = TypeVar("T")
+HEARTBEAT_AFTER_CHANGE_S = 0.01  # a beat after a change, once the reply is out
 
 
 class EngineHost:
@@ -256,7 +257,6 @@ class EngineHost:
             with contextlib.suppress(Exception):
                 await stored  # what was sent is stored; the work's own error wins
             raise
-        self.heartbeats.soon()  # its psutil work overlaps the wait for the ack
         try:
             await stored
         except BaseException:
@@ -264,6 +264,9 @@ class EngineHost:
             if self.lifecycle.state == State.RUNNING:
                 await self._fall_back_to_stopped()
             raise
+        # the event already tells every reader; the beat (psutil work on this loop) waits
+        # until the command's reply has gone out
+        self.heartbeats.soon(after=HEARTBEAT_AFTER_CHANGE_S)
         return True
 
     async def _fall_back_to_stopped(self) -> None:
