@@ -85,27 +85,47 @@ async def replay(
 ) -> int:
     """Call ``on_message`` for every stored message on ``subject`` from ``start_seq`` /
     ``start_time`` (default: the start) up to ``until_seq`` (default: what is there
-    now), in order, then stop. Returns how many messages it delivered."""
+    now), in order, then stop. Returns how many messages it delivered.
+
+    The end is the stream leader's newest sequence on ``subject``, not the consumer's
+    ``num_pending``: in a cluster an ephemeral consumer may be placed on a replica still
+    catching up (a member just back from a partition or a restart), whose ``num_pending``
+    reaches 0 before it holds everything the leader acknowledged."""
     if start_seq is not None and until_seq is not None and start_seq > until_seq:
+        return 0
+    stream = stream or await js.find_stream_name_by_subject(subject)
+
+    async def end_seq() -> int:
+        newest = await last_message(js, subject, stream=stream)
+        if newest is None:
+            return 0
+        if start_time is not None and newest.time is not None and newest.time < start_time:
+            return 0  # nothing stored since start_time
+        return newest.seq if until_seq is None else min(newest.seq, until_seq)
+
+    end = await end_seq()
+    if end == 0 or (start_seq is not None and start_seq > end):
         return 0
     done = asyncio.Event()
     count = 0
+    delivered = 0  # the stream sequence of the last message delivered
     is_async = inspect.iscoroutinefunction(on_message)
 
     async def on_msg(msg: Msg) -> None:
-        nonlocal count
+        nonlocal count, delivered
         if done.is_set():
             return
         meta = msg.metadata
         seq = meta.sequence.stream
-        if until_seq is not None and seq > until_seq:
+        if seq > end:
             done.set()
             return
         outcome = on_message(seq, msg.data, meta.timestamp)
         if is_async:
             outcome = await outcome
         count += 1
-        if outcome is Stop or meta.num_pending == 0 or (until_seq is not None and seq >= until_seq):
+        delivered = seq
+        if outcome is Stop or seq >= end:
             done.set()
 
     config = start_config(start_seq=start_seq, start_time=start_time)
@@ -113,8 +133,12 @@ async def replay(
     try:
         async with asyncio.timeout(timeout):
             while not done.is_set():
+                # nothing (more) in range: the range was empty from the start time on, or
+                # the newest message was deleted meanwhile; the leader says which
                 if await _nothing_to_deliver(sub, count):
-                    break
+                    end = await end_seq()
+                    if delivered >= end:
+                        break
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(0.25):
                         await done.wait()

@@ -29,12 +29,12 @@ import pytest
 from nats.aio.client import Client
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
-from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import ServiceUnavailableError
 
 from contracts.settings import Settings
 from contracts.systems import SYSTEMS
 from services.launcher.natsserver import NatsCluster
+from services.runtime.stream import StoredMessage, replay
 from tests.conftest import ADMIN_TOKEN, FAST, SMALL_MODELS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -124,44 +124,30 @@ async def stream_leader(js: JetStreamContext, stream: str) -> str | None:
 
 
 async def read_stream(js: JetStreamContext, subject: str, timeout: float = 60.0) -> list[tuple[int, Any]]:
-    """Every message of the stream holding ``subject``, as (stream sequence, msg), in order.
-    A JetStream API call that times out while the cluster elects a leader (a node just
-    restarted) is tried again from the start, within ``timeout``."""
+    """Every message of the stream holding ``subject``, as (stream sequence, message with
+    ``data``), in order: read with the runtime's own ``replay``, which ends at the stream
+    leader's newest sequence (a consumer placed on a replica still catching up after a
+    heal or a restart would otherwise end early). A JetStream API call that times out
+    while the cluster elects a leader is tried again from the start, within ``timeout``."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
+        got: list[tuple[int, Any]] = []
+
+        def keep(seq: int, data: bytes, at: Any, got: list[tuple[int, Any]] = got) -> None:
+            got.append((seq, StoredMessage(seq, data, at, None)))
+
         try:
-            return await _read_stream_once(js, subject, deadline - asyncio.get_running_loop().time())
+            await replay(
+                js,
+                subject,
+                keep,
+                timeout=max(deadline - asyncio.get_running_loop().time(), 1.0),
+            )
+            return got
         except (NatsTimeoutError, ServiceUnavailableError):
             if asyncio.get_running_loop().time() >= deadline:
                 raise
             await asyncio.sleep(0.5)
-
-
-async def _read_stream_once(js: JetStreamContext, subject: str, timeout: float) -> list[tuple[int, Any]]:
-    # How many messages the stream holds on ``subject`` comes from the stream leader. The
-    # ordered consumer may be placed on a replica that is still catching up (a member just
-    # healed or restarted); its num_pending then reaches 0 early, so count, not pending, ends it.
-    stream = await js.find_stream_name_by_subject(subject)
-    info = await js.stream_info(stream, subjects_filter=subject)
-    expected = sum((info.state.subjects or {}).values())
-    if expected == 0:
-        return []
-    got: list[tuple[int, Any]] = []
-    done = asyncio.Event()
-
-    async def on_msg(msg: Any) -> None:
-        got.append((msg.metadata.sequence.stream, msg))
-        if len(got) >= expected and msg.metadata.num_pending == 0:
-            done.set()
-
-    sub = await js.subscribe(
-        subject, ordered_consumer=True, cb=on_msg, config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
-    )
-    try:
-        await asyncio.wait_for(done.wait(), timeout)
-    finally:
-        await sub.unsubscribe()
-    return got
 
 
 @dataclass
