@@ -67,7 +67,7 @@ from services.runtime.tenure import ACTIVE, STANDBY, Tenure
 log = structlog.get_logger()
 
 T = TypeVar("T")
-HEARTBEAT_AFTER_CHANGE_S = 0.01  # a beat after a change, once the reply is out
+HEARTBEAT_AFTER_CHANGE_S = 0.05  # a beat after a change, once the reply (and the dashboard) are out
 
 
 class EngineHost:
