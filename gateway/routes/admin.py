@@ -3,6 +3,7 @@ ControlClient (commands) and the read models (reads, gateway/readmodels)."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import hashlib
 import io
@@ -76,12 +77,21 @@ async def _command_all(
     results = await gw.control.send_all(
         verb, actor=actor, reason=body.reason, correlation_id=correlation_id, origin=origin
     )
-    if verb == "stop":
-        await _kill_switch_engaged(gw, actor, body.reason, correlation_id, results)
-    if verb in SETTLED:
-        for system, result in results.items():
-            if result.get("ok"):
-                await gw.wait_for_state(system, SETTLED[verb])
+    # the kill switch's own record is written while the view catches up; both are done
+    # before the reply
+    engaged = (
+        asyncio.ensure_future(_kill_switch_engaged(gw, actor, body.reason, correlation_id, results))
+        if verb == "stop"
+        else None
+    )
+    try:
+        if verb in SETTLED:
+            for system, result in results.items():
+                if result.get("ok"):
+                    await gw.wait_for_state(system, SETTLED[verb])
+    finally:
+        if engaged is not None:
+            await engaged
     return {
         "timestamp": iso(utcnow()),
         "action": verb,
