@@ -45,7 +45,7 @@ from contracts import ml, soc, subjects
 from contracts.advisory import ADVISORIES_BUCKET, Advisory
 from contracts.events import Summary, envelope_decoder, utcnow
 from contracts.subjects import EVENTS_STREAM
-from services.runtime import CycleOutcome, Engine, Loop, StopRequested
+from services.runtime import CycleOutcome, Engine, Loop, StopRequested, heap
 from services.runtime.bus import barrier
 from services.shared.triage.bundle import ModelBundle
 from services.shared.triage.registry import ModelRefused, RegistryReader
@@ -101,7 +101,8 @@ class SocEngine(Engine):
         await self.ctx.declare(soc.ensure_soc_streams)
         self.registry = await self.ctx.declare(RegistryReader.declared)
         self.state.instance = self.ctx.instance
-        rebuilt = await self._rebuild()
+        with heap.bulk_load():
+            rebuilt = await self._rebuild()
         self.peers = await self.ctx.follower(
             subjects.evt(self.slug, "*"), self._on_peer_event, start_seq=rebuilt + 1, name="soc-peers"
         ).start()
@@ -135,7 +136,7 @@ class SocEngine(Engine):
         await self._load_active_models()
         # what exists now (modules, models, the rebuilt state) lives as long as the process:
         # out of the collector's full passes, which otherwise stall this loop for 0.2-2 s
-        # (measured) as the decided alerts pile up
+        # (measured) as the decided alerts pile up; each round's decisions follow
         gc.collect()
         gc.freeze()
 
@@ -307,6 +308,7 @@ class SocEngine(Engine):
                 break
             wait = 0.05  # drain what is there; the next empty pull ends the cycle
             counts = await self._triage_messages(messages)
+            heap.keep_long_lived()  # the round's decisions joined the state (services/runtime/heap.py)
             decided += counts[0]
             duplicates += counts[1]
             rejected += counts[2]
