@@ -31,6 +31,7 @@ from gateway.readmodels.jobs import JobsView
 from gateway.readmodels.snapshot import Loaded, Snapshots, Snapshotted
 from gateway.readmodels.soc import AlertsView, ModelsView
 from gateway.readmodels.systems import SystemsView
+from services.runtime import heap
 from services.runtime.stream import replay
 
 log = structlog.get_logger()
@@ -168,6 +169,22 @@ class ReadModels:
     # --- life ---------------------------------------------------------------------------
 
     async def start(self) -> None:
+        # the views are built at once from a snapshot and a replay, and then live as long
+        # as the process: no collector passes over them while they grow (services/runtime/heap.py)
+        with heap.bulk_load():
+            await self._load()
+        self.snapshots.start(self.snapshotted())
+        log.info(
+            "readmodels.ready",
+            events_seq=self.events.last_seq,
+            from_snapshot=self.loaded is not None,
+            replayed=self.events.applied,
+            rows=len(self.activity.rows),
+            alerts=self.alerts.live,
+            waiting=[source.name for source in self.sources() if not source.ready],
+        )
+
+    async def _load(self) -> None:
         await asyncio.gather(self._ensure_events(), self._ensure_soc(), self._ensure_advisories())
         await self.snapshots.open()
         loaded = await self.snapshots.load(self.snapshotted())
@@ -185,16 +202,6 @@ class ReadModels:
         for source in self.advisory_sources:
             await source.start()
         await self.wait_ready(READY_WAIT)
-        self.snapshots.start(self.snapshotted())
-        log.info(
-            "readmodels.ready",
-            events_seq=self.events.last_seq,
-            from_snapshot=loaded is not None,
-            replayed=self.events.applied,
-            rows=len(self.activity.rows),
-            alerts=self.alerts.live,
-            waiting=[source.name for source in self.sources() if not source.ready],
-        )
 
     def _wire(self) -> None:
         self.events.views = self.fed_views()

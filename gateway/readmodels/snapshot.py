@@ -51,6 +51,7 @@ from contracts import soc, subjects
 from contracts.settings import Settings
 from contracts.snapshots import GATEWAY_SNAPSHOT, SNAPSHOTS_BUCKET, ensure_snapshots_store
 from gateway.isotime import iso
+from services.runtime import heap
 from services.runtime.loops import stop_task
 from services.runtime.stream import replay
 
@@ -353,6 +354,9 @@ class Snapshots:
             await asyncio.sleep(CHECK_EVERY_S)
             if self.due():
                 await self.write(views)
+                # what the views gained since the last one is long-lived too: out of the
+                # collector's full passes (services/runtime/heap.py)
+                heap.keep_long_lived()
 
     async def write(self, views: list[Snapshotted]) -> dict[str, Any] | None:
         """Take a consistent cut of every view now and store it; returns what was written."""
