@@ -8,23 +8,35 @@ and 40 µs with the state frozen. So what has survived is moved out of the colle
 passes (``gc.freeze``) once it is known to be long-lived.
 
 What that costs: an object frozen here is still freed by reference counting when it is
-dropped (evicted rows, replaced records: none of them are in cycles); only a cycle that
-was already garbage when frozen would stay. A young collection first reaps the young
-cycles, so that leaves cycles older than the last young pass, which this code does not
-make.
+dropped (evicted rows, replaced records: none of them are in cycles). A cycle frozen
+while alive (a request in flight, an exception's traceback) and dropped later is not
+collected while frozen; so at most every ``FULL_PASS_EVERY_S`` the frozen objects go back
+to the collector for one full pass, and whatever survives it is frozen again.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
+import time
 from collections.abc import Iterator
+
+FULL_PASS_EVERY_S = 600.0
+_last_full_pass = time.monotonic()
 
 
 def keep_long_lived() -> None:
     """What is alive now lives as long as the process: reap the young cycles, then take
-    every survivor out of the collector's passes."""
-    gc.collect(1)
+    every survivor out of the collector's passes (with a full pass over everything at
+    most every ``FULL_PASS_EVERY_S``: cycles frozen while alive and dropped since)."""
+    global _last_full_pass
+    now = time.monotonic()
+    if now - _last_full_pass >= FULL_PASS_EVERY_S:
+        _last_full_pass = now
+        gc.unfreeze()
+        gc.collect()
+    else:
+        gc.collect(1)
     gc.freeze()
 
 
