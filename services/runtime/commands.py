@@ -35,6 +35,16 @@ if TYPE_CHECKING:
     from services.runtime.host import EngineHost
 
 
+async def first_of(*waits: Awaitable[object], timeout: float) -> None:
+    """Return when the first of ``waits`` is done, or after ``timeout``; cancel the rest."""
+    tasks = [asyncio.ensure_future(wait) for wait in waits]
+    try:
+        await asyncio.wait(tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
 class Commands:
     def __init__(self, host: EngineHost) -> None:
         self.host = host
@@ -54,6 +64,11 @@ class Commands:
         if host.role == ACTIVATING:  # the lease is ours and the rebuild is under way
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(host.activated.wait(), host.settings.reply_budget)
+        if host.role == SUSPENDED and request.mutating:
+            # the lease could not be renewed (a lost server, a leader election): a change
+            # waits, as its write would, for this instance to hold the lease again or to
+            # learn that another one does, rather than being refused while the cluster heals
+            await first_of(host.activated.wait(), host.deposed.wait(), timeout=host.settings.lease_ttl * 2)
         if host.role == SUSPENDED and request.mutating:
             message = f"{host.instance} lost the bus and is fenced until it holds the lease again"
             return host.replies.refused(request, "suspended", message)

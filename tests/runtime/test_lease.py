@@ -208,3 +208,26 @@ async def test_everywhere_loops_run_on_standbys_by_the_desired_state(settings, n
         await until(lambda: second.loops.active("shared") and ran["deploy-2"] > counted["deploy-2"])
     finally:
         await asyncio.gather(*(host.close() for host in hosts), return_exceptions=True)
+
+
+async def test_a_change_sent_while_fenced_waits_for_the_lease_and_is_applied(settings, nc):
+    """A stop that reaches an instance fenced by a failed renewal (a leader election, a
+    lost server) is applied once the instance holds the lease again: answered, not
+    refused as "suspended" while the cluster heals."""
+    host = EngineHost(
+        engine_class("deploy")(instance_settings(settings, "deploy-1")),
+        instance_settings(settings, "deploy-1"),
+    )
+    await host.open()
+    try:
+        await host.tenure.suspend("test: the renewal failed")
+        assert host.role == "suspended" and host.lifecycle.state == "stopped"
+        pending = asyncio.ensure_future(ask(nc, "aoc.ctl.deploy.stop"))
+        await asyncio.sleep(0.5)
+        assert not pending.done(), "answered while fenced"
+        await host.tenure.resume()  # what the lease keeper does once it renews again
+        reply = await pending
+        assert reply.ok and reply.changed, reply
+        assert host.role == "active" and host.lifecycle.state == "stopped" and host.desired == "stopped"
+    finally:
+        await host.close()
