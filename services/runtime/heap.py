@@ -25,13 +25,14 @@ FULL_PASS_EVERY_S = 600.0
 _last_full_pass = time.monotonic()
 
 
-def keep_long_lived() -> None:
+def keep_long_lived(*, full: bool = False) -> None:
     """What is alive now lives as long as the process: reap the young cycles, then take
     every survivor out of the collector's passes (with a full pass over everything at
-    most every ``FULL_PASS_EVERY_S``: cycles frozen while alive and dropped since)."""
+    most every ``FULL_PASS_EVERY_S``: cycles frozen while alive and dropped since).
+    ``full``: a full pass now (at the end of a start-up, for its own garbage)."""
     global _last_full_pass
     now = time.monotonic()
-    if now - _last_full_pass >= FULL_PASS_EVERY_S:
+    if full or now - _last_full_pass >= FULL_PASS_EVERY_S:
         _last_full_pass = now
         gc.unfreeze()
         gc.collect()

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import hashlib
 from datetime import timedelta
 from typing import Any
@@ -137,8 +136,7 @@ class SocEngine(Engine):
         # what exists now (modules, models, the rebuilt state) lives as long as the process:
         # out of the collector's full passes, which otherwise stall this loop for 0.2-2 s
         # (measured) as the decided alerts pile up; each round's decisions follow
-        gc.collect()
-        gc.freeze()
+        heap.keep_long_lived(full=True)
 
     async def setup(self) -> None:
         """The lease holder: say which playbooks are in force (it alone runs them)."""
