@@ -26,6 +26,7 @@ import structlog
 from contracts.commands import CommandReply
 from contracts.events import new_id
 from services.runtime import idempotency, refusals
+from services.runtime.context import Fenced
 from services.runtime.control import ControlRequest
 from services.runtime.lifecycle import State
 from services.runtime.replies import command_record, outcome_of
@@ -131,6 +132,11 @@ class Commands:
     async def _attempt(self, request: ControlRequest, work: Awaitable[CommandReply]) -> CommandReply:
         try:
             reply = await work
+        except Fenced as exc:
+            # the change was stored before the fence (the next active instance, or this one
+            # resumed, comes up that way); this instance did not apply it
+            message = f"{exc}; the {request.verb} is recorded and applies when an instance holds the lease"
+            reply = self.host.replies.refused(request, "suspended", message)
         except Exception as exc:
             self.host.log.exception("command.failed", verb=request.verb)
             reply = self.host.replies.make(

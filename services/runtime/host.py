@@ -50,7 +50,7 @@ from contracts.streams import command_ids_bucket, ensure_all
 from services.runtime import idempotency
 from services.runtime.bus import EventPublisher, barrier, connect
 from services.runtime.commands import Commands
-from services.runtime.context import EngineContext, EventMeta
+from services.runtime.context import EngineContext, EventMeta, Fenced
 from services.runtime.control import ControlEndpoints, ControlRequest, parse_request
 from services.runtime.counters import Counters
 from services.runtime.desired import DesiredState
@@ -62,7 +62,7 @@ from services.runtime.loops import LoopRunner
 from services.runtime.process import process_metrics
 from services.runtime.replies import Replies, lifecycle_record
 from services.runtime.standby import Standby
-from services.runtime.tenure import ACTIVE, STANDBY, Tenure
+from services.runtime.tenure import ACTIVATING, ACTIVE, STANDBY, Tenure
 
 log = structlog.get_logger()
 
@@ -252,6 +252,11 @@ class EngineHost:
                 elif step == State.RUNNING:
                     self.loops.stopping.clear()
                     await self.engine.on_start()
+                    if self.role not in (ACTIVE, ACTIVATING):
+                        # fenced meanwhile: the fence acts at once, without the transition
+                        # lock, and found nothing started yet; no loop may start after it
+                        await self._undo_start()
+                        raise Fenced(f"{self.instance} was fenced ({self.role}) while starting")
                     self.loops.start()
         except BaseException:
             with contextlib.suppress(Exception):
@@ -268,6 +273,15 @@ class EngineHost:
         # until the command's reply has gone out
         self.heartbeats.soon(after=HEARTBEAT_AFTER_CHANGE_S)
         return True
+
+    async def _undo_start(self) -> None:
+        """What ``on_start`` set up is taken down again; the lifecycle ends stopped."""
+        with contextlib.suppress(Exception):
+            await self.engine.on_stop()
+        if self.lifecycle.state in (State.STARTING, State.RUNNING):
+            self.lifecycle.move(State.STOPPING)
+        if self.lifecycle.state == State.STOPPING:
+            self.lifecycle.move(State.STOPPED)
 
     async def _fall_back_to_stopped(self) -> None:
         """A start whose event could not be stored does not keep running unrecorded."""

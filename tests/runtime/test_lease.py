@@ -231,3 +231,37 @@ async def test_a_change_sent_while_fenced_waits_for_the_lease_and_is_applied(set
         assert host.role == "active" and host.lifecycle.state == "stopped" and host.desired == "stopped"
     finally:
         await host.close()
+
+
+async def test_a_start_under_way_when_the_instance_is_fenced_leaves_no_loop_running(settings, nc):
+    """Fencing does not wait for the transition lock (it must act at once). A start whose
+    engine set-up was still running when the instance was fenced must not go on to start
+    the loops afterwards: the instance stays stopped and the start is not answered ok."""
+    host = EngineHost(
+        engine_class("deploy")(instance_settings(settings, "deploy-1")),
+        instance_settings(settings, "deploy-1"),
+    )
+    await host.open()
+    try:
+        assert (await ask(nc, "aoc.ctl.deploy.stop")).ok
+        entered, gate = asyncio.Event(), asyncio.Event()
+        on_start = host.engine.on_start
+
+        async def slow_on_start() -> None:
+            entered.set()
+            await gate.wait()
+            await on_start()
+
+        host.engine.on_start = slow_on_start
+        pending = asyncio.ensure_future(ask(nc, "aoc.ctl.deploy.start"))
+        await asyncio.wait_for(entered.wait(), 3)
+        await host.tenure.suspend("test: the renewal failed during a start")
+        gate.set()
+        reply = await pending
+        assert not reply.ok and reply.error == "suspended", reply
+        assert host.lifecycle.state == "stopped"
+        assert not any(host.loops.active(loop.name) for loop in host.engine.loops()), (
+            "a fenced instance runs loops"
+        )
+    finally:
+        await host.close()
