@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+from collections.abc import Coroutine
+from typing import Any
 
 import structlog
+import uvloop
 
 from contracts.settings import get_settings
 from services.runtime.engine import Engine
@@ -36,6 +39,14 @@ async def serve(engine_cls: type[Engine]) -> int:
     return DEPOSED_EXIT if host.deposed.is_set() else 0
 
 
+def run_service(main: Coroutine[Any, Any, Any]) -> Any:
+    """Run a long-lived service's main coroutine on uvloop, as uvicorn runs the gateway:
+    nats-py's reads and writes are most of an engine's own work between decisions, and
+    uvloop's transports do them in C (docs/performance.md, "uvloop in the engines")."""
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
+
+
 def run(engine_cls: type[Engine]) -> None:
     configure_logging(engine_cls.slug)
-    sys.exit(asyncio.run(serve(engine_cls)))
+    sys.exit(run_service(serve(engine_cls)))

@@ -69,6 +69,7 @@ from services.runtime.bus import EventPublisher, connect, connect_options
 from services.runtime.lease import Acquired, Lease, LeaseKeeper, Me
 from services.runtime.logs import configure_logging
 from services.runtime.loops import stop_task
+from services.runtime.main import run_service
 from services.shared.egress import AddressPolicy, Resolver, UrlGuard, system_resolver
 from services.siem.alerts import AlertEngine
 from services.siem.delivery import SinkRunner
@@ -589,7 +590,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         return 0
     configure_logging(SIEM)
-    asyncio.run(serve(settings))
+    run_service(serve(settings))
     return 0
 
 
