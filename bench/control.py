@@ -6,6 +6,9 @@ until the dashboard shows all seven running, then measures, interleaved:
   stop      POST /api/v1/admin/emergency-stop/<system> (rotating through the systems),
             timed from sending the POST until GET /api/v1/admin/dashboard first shows the
             system 'stopped'; baseline: the raw NATS request aoc.ctl.<system>.stop.
+            Timed with a lean keep-alive HTTP/1.1 client (_common.LeanHttp), as a browser
+            or curl would ask; the same through httpx is a reference row (httpx adds ~4 ms
+            of client Python per request here).
   kill-all  POST /api/v1/admin/emergency-stop-all until the dashboard shows all seven
             stopped; baseline: seven raw stop requests in parallel.
 
@@ -37,6 +40,7 @@ from _common import (
     AUTH,
     Children,
     ForeignCpu,
+    LeanHttp,
     add_stack_options,
     child_env,
     load_average,
@@ -65,10 +69,11 @@ SLUGS = list(SYSTEMS)
 RAW_BODY = msgspec.json.encode(Command(actor="bench", reason="benchmark"))
 
 Systems = dict[str, dict[str, Any]]
+Http = httpx.AsyncClient | LeanHttp
 
 
 async def dashboard_until(
-    http: httpx.AsyncClient, done: Callable[[Systems], bool], *, timeout: float = 10.0, pause: float = 0.0
+    http: Http, done: Callable[[Systems], bool], *, timeout: float = 10.0, pause: float = 0.0
 ) -> None:
     """GET the dashboard until ``done(systems)``. Timed waits (pause=0) poll back to back
     and fail on any error; untimed ones (booting, restarting) pause and tolerate refusals."""
@@ -80,7 +85,7 @@ async def dashboard_until(
                 return
             if response.status_code != 200 and not pause:
                 raise RuntimeError(f"dashboard answered {response.status_code}: {response.text[:200]}")
-        except httpx.TransportError:
+        except (httpx.TransportError, OSError, asyncio.IncompleteReadError):
             if not pause:
                 raise
         await asyncio.sleep(pause)
@@ -102,13 +107,13 @@ async def timed(action) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-async def http_stop(http: httpx.AsyncClient, system: str) -> None:
+async def http_stop(http: Http, system: str) -> None:
     response = await http.post(f"{ADMIN}/emergency-stop/{system}", json={"reason": "benchmark"})
     assert response.status_code == 200 and response.json()["changed"], response.text
     await dashboard_until(http, all_in("stopped", [system]))
 
 
-async def http_stop_all(http: httpx.AsyncClient) -> None:
+async def http_stop_all(http: Http) -> None:
     response = await http.post(f"{ADMIN}/emergency-stop-all", json={"reason": "benchmark"})
     assert response.json()["succeeded"] == len(SLUGS), response.text
     await dashboard_until(http, all_in("stopped"))
@@ -141,14 +146,19 @@ async def floor_actions(nc: Client) -> tuple[Callable[[], Any], Callable[[], Any
     return request, write
 
 
-async def measure(nc: Client, http: httpx.AsyncClient, args: argparse.Namespace) -> dict[str, list[float]]:
+async def measure(
+    nc: Client, http: httpx.AsyncClient, lean: LeanHttp, args: argparse.Namespace
+) -> dict[str, list[float]]:
     names = (
         "raw stop",
         "http stop",
+        "http stop httpx",
         "raw stop x7",
         "http stop-all",
+        "http stop-all httpx",
         "get dashboard",
         "get 404",
+        "get 404 httpx",
         "floor request",
         "floor write",
     )
@@ -162,11 +172,12 @@ async def measure(nc: Client, http: httpx.AsyncClient, args: argparse.Namespace)
 
     for index in range(args.warmup + args.stops):
         system = SLUGS[index % len(SLUGS)]
-        pair = [
+        paths = [
             ("raw stop", partial(raw_request, nc, system, "stop")),
-            ("http stop", partial(http_stop, http, system)),
+            ("http stop", partial(http_stop, lean, system)),
+            ("http stop httpx", partial(http_stop, http, system)),
         ]
-        for name, action in pair if index % 2 else reversed(pair):  # alternate who goes first
+        for name, action in rotated(paths, index):  # each goes first in turn
             elapsed = await timed(action())
             if index >= args.warmup:
                 samples[name].append(elapsed)
@@ -179,12 +190,17 @@ async def measure(nc: Client, http: httpx.AsyncClient, args: argparse.Namespace)
                 samples[name].append(elapsed)
 
     for _ in range(args.stops):  # for reference: what one HTTP read costs here, client included
-        samples["get dashboard"].append(await timed(http.get(f"{ADMIN}/dashboard")))
-        samples["get 404"].append(await timed(http.get("/no-such-page")))
+        samples["get dashboard"].append(await timed(lean.get(f"{ADMIN}/dashboard")))
+        samples["get 404"].append(await timed(lean.get("/no-such-page")))
+        samples["get 404 httpx"].append(await timed(http.get("/no-such-page")))
 
     for index in range(args.warmup // 4 + args.kills):
-        pair = [("raw stop x7", partial(raw_stop_all, nc)), ("http stop-all", partial(http_stop_all, http))]
-        for name, action in pair if index % 2 else reversed(pair):
+        paths = [
+            ("raw stop x7", partial(raw_stop_all, nc)),
+            ("http stop-all", partial(http_stop_all, lean)),
+            ("http stop-all httpx", partial(http_stop_all, http)),
+        ]
+        for name, action in rotated(paths, index):
             elapsed = await timed(action())
             if index >= args.warmup // 4:
                 samples[name].append(elapsed)
@@ -192,6 +208,12 @@ async def measure(nc: Client, http: httpx.AsyncClient, args: argparse.Namespace)
             assert response.json()["succeeded"] == len(SLUGS), response.text
             await settle(SLUGS)
     return samples
+
+
+def rotated(paths: list[Any], index: int) -> list[Any]:
+    """The paths starting with a different one each iteration: none always runs first."""
+    shift = index % len(paths)
+    return paths[shift:] + paths[:shift]
 
 
 async def run_stack(sync_interval: str, args: argparse.Namespace) -> dict[str, list[float]]:
@@ -207,6 +229,7 @@ async def run_stack(sync_interval: str, args: argparse.Namespace) -> dict[str, l
         limits = httpx.Limits(max_keepalive_connections=4)
         base = f"http://127.0.0.1:{port}"
         try:
+            lean = LeanHttp(base, headers=AUTH)
             async with httpx.AsyncClient(base_url=base, headers=AUTH, limits=limits, timeout=10) as http:
                 started = time.monotonic()
                 await dashboard_until(http, all_in("running"), timeout=120, pause=0.2)
@@ -214,7 +237,8 @@ async def run_stack(sync_interval: str, args: argparse.Namespace) -> dict[str, l
                 health = (await http.get("/health/details")).json()
                 assert health["nats"]["url"] == server.url, f"port {port} is another gateway's: {health}"
                 with ForeignCpu() as foreign:
-                    samples = await measure(nc, http, args)
+                    samples = await measure(nc, http, lean, args)
+                await lean.aclose()
                 print(f"noise: {foreign}")
         finally:
             await nc.close()
@@ -225,10 +249,13 @@ async def run_stack(sync_interval: str, args: argparse.Namespace) -> dict[str, l
 LABELS = {
     "raw stop": "raw NATS aoc.ctl.<system>.stop (baseline)",
     "http stop": "HTTP emergency-stop -> dashboard",
+    "http stop httpx": "  the same through httpx (reference)",
     "raw stop x7": "raw NATS 7 stops in parallel (baseline)",
     "http stop-all": "HTTP emergency-stop-all -> dashboard",
+    "http stop-all httpx": "  the same through httpx (reference)",
     "get dashboard": "for reference: GET dashboard alone",
-    "get 404": "for reference: GET 404 (httpx + uvicorn floor)",
+    "get 404": "for reference: GET 404 (client + uvicorn floor)",
+    "get 404 httpx": "  the same through httpx",
     "floor request": "floor: a NATS request/reply, same spacing",
     "floor write": "floor: one fsynced 800 B JetStream write, same spacing",
 }
@@ -242,11 +269,12 @@ def report(sync_interval: str, samples: dict[str, list[float]]) -> None:
 
     rows = []
     for http_name, raw_name in (("http stop", "raw stop"), ("http stop-all", "raw stop x7")):
-        rows += [row(raw_name), row(http_name)]
+        rows += [row(raw_name), row(http_name), row(f"{http_name} httpx")]
         p50_ratio = percentile(samples[http_name], 50) / percentile(samples[raw_name], 50)
         p99_ratio = percentile(samples[http_name], 99) / percentile(samples[raw_name], 99)
         rows.append(["  ratio HTTP/raw", "", f"{p50_ratio:.2f}", f"{p99_ratio:.2f}", ""])
-    rows += [row("get dashboard"), row("get 404"), row("floor request"), row("floor write")]
+    for name in ("get dashboard", "get 404", "get 404 httpx", "floor request", "floor write"):
+        rows.append(row(name))
     print(f"\nlatency in ms, sync_interval={sync_interval}")
     print_table(["path", "n", "p50", "p99", "max"], rows)
     print("HTTP emergency-stop by system, p50/max ms:")
@@ -273,7 +301,9 @@ def result_line(sync_interval: str, samples: dict[str, list[float]]) -> str:
         f"HTTP stop p99 {stop_p99:.1f} ms vs <= {HTTP_STOP_P99_MS:.0f} ms: "
         f"{verdict(stop_p99 <= HTTP_STOP_P99_MS)}; "
         f"kill-switch-all p99 {kill_p99:.1f} ms vs <= {KILL_ALL_P99_MS:.0f} ms: "
-        f"{verdict(kill_p99 <= KILL_ALL_P99_MS)}"
+        f"{verdict(kill_p99 <= KILL_ALL_P99_MS)}\n"
+        f"  (the same two through httpx: HTTP stop p99 {percentile(samples['http stop httpx'], 99):.1f} ms, "
+        f"kill-switch-all p99 {percentile(samples['http stop-all httpx'], 99):.1f} ms)"
     )
 
 
