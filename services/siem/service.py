@@ -42,6 +42,7 @@ import msgspec
 import structlog
 from nats.aio.client import Client
 from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.js.errors import KeyNotFoundError
 
 from contracts import subjects
 from contracts.events import Envelope, envelope_decoder
@@ -515,9 +516,10 @@ def check(settings: Settings) -> int:
 
 async def health(settings: Settings) -> None:
     """Healthy = the active instance rewrote the status within STATUS_STALE_S (the service is
-    alive and on the bus) and, when a process on this host (a container: its own) has said
-    it is alive, it did so within STATUS_STALE_S too, standby or not. Raises with the
-    reason otherwise."""
+    alive and on the bus) and this process said it was alive within STATUS_STALE_S too,
+    standby or not. "This process": the instance named by AOC_INSTANCE_ID (what `aoc up`
+    gives each SIEM process, so two on one host are told apart); without it, the newest
+    record from this host (a container: its own hostname). Raises with the reason otherwise."""
     import nats
 
     nc = await nats.connect(
@@ -530,7 +532,7 @@ async def health(settings: Settings) -> None:
         age = (utcnow() - status.updated).total_seconds()
         if age > STATUS_STALE_S:
             raise RuntimeError(f"last status {age:.0f} s ago (more than {STATUS_STALE_S:g} s)")
-        mine = await _own_presence(kv)
+        mine = await _own_presence(kv, settings.instance_id)
         if mine is not None:
             age = (utcnow() - mine.updated).total_seconds()
             if age > STATUS_STALE_S:
@@ -539,8 +541,14 @@ async def health(settings: Settings) -> None:
         await nc.close()
 
 
-async def _own_presence(kv) -> SiemInstance | None:
-    """The newest presence record of a SIEM process on this host, if any."""
+async def _own_presence(kv, instance_id: str | None) -> SiemInstance | None:
+    """This process's presence record: the one of ``instance_id`` when set, else the newest
+    of a SIEM process on this host; None before it has written one."""
+    if instance_id:
+        try:
+            return instance_decoder.decode((await kv.get(presence_key(instance_id))).value or b"")
+        except (KeyNotFoundError, msgspec.DecodeError, msgspec.ValidationError):
+            return None
     host = socket.gethostname()
     try:
         keys = await kv.keys()  # (its filters are substrings, and it warns about them)
