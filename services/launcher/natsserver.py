@@ -120,6 +120,9 @@ def route_password(path: Path) -> str:
         return password
 
 
+MAX_PENDING_BYTES = 256 * 1024 * 1024
+
+
 def write_config(
     path: Path,
     *,
@@ -136,6 +139,11 @@ def write_config(
         f"host: {host}",
         f"port: {port}",
         f"server_name: {server_name}",
+        # what the server queues for a reader before it cuts it off as a slow consumer and
+        # drops the queue unseen; the default 64 MB was reached by a burst of 1 MB control
+        # requests while the gateway's read loop shared two cores. The gateway's own
+        # per-subscription limits (counted, answered drops: gateway/state.py) act first
+        f"max_pending: {MAX_PENDING_BYTES}",
         "jetstream {",
         f'  store_dir: "{store_dir}"',
         f"  sync_interval: {sync_interval}",
