@@ -42,7 +42,7 @@ async def serve(engine_cls: type[Engine]) -> int:
 def run_service(main: Coroutine[Any, Any, Any]) -> Any:
     """Run a long-lived service's main coroutine on uvloop, as uvicorn runs the gateway:
     nats-py's reads and writes are most of an engine's own work between decisions, and
-    uvloop's transports do them in C (docs/performance.md, "uvloop in the engines")."""
+    uvloop's transports do them in C (docs/performance.md, "Issue 17, third pass")."""
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(main)
 
