@@ -29,21 +29,12 @@ from services.runtime import idempotency, refusals
 from services.runtime.context import Fenced
 from services.runtime.control import ControlRequest
 from services.runtime.lifecycle import State
+from services.runtime.loops import first_of
 from services.runtime.replies import command_record, outcome_of
 from services.runtime.tenure import ACTIVATING, STANDBY, SUSPENDED
 
 if TYPE_CHECKING:
     from services.runtime.host import EngineHost
-
-
-async def first_of(*waits: Awaitable[object], timeout: float) -> None:
-    """Return when the first of ``waits`` is done, or after ``timeout``; cancel the rest."""
-    tasks = [asyncio.ensure_future(wait) for wait in waits]
-    try:
-        await asyncio.wait(tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
 
 
 class Commands:

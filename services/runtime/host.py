@@ -255,7 +255,7 @@ class EngineHost:
                     if self.role not in (ACTIVE, ACTIVATING):
                         # fenced meanwhile: the fence acts at once, without the transition
                         # lock, and found nothing started yet; no loop may start after it
-                        await self._undo_start()
+                        await self._fall_back_to_stopped()
                         raise Fenced(f"{self.instance} was fenced ({self.role}) while starting")
                     self.loops.start()
         except BaseException:
@@ -274,21 +274,16 @@ class EngineHost:
         self.heartbeats.soon(after=HEARTBEAT_AFTER_CHANGE_S)
         return True
 
-    async def _undo_start(self) -> None:
-        """What ``on_start`` set up is taken down again; the lifecycle ends stopped."""
-        with contextlib.suppress(Exception):
-            await self.engine.on_stop()
-        if self.lifecycle.state in (State.STARTING, State.RUNNING):
-            self.lifecycle.move(State.STOPPING)
-        if self.lifecycle.state == State.STOPPING:
-            self.lifecycle.move(State.STOPPED)
-
     async def _fall_back_to_stopped(self) -> None:
-        """A start whose event could not be stored does not keep running unrecorded."""
+        """A start that did not complete (its event could not be stored, or the instance
+        was fenced meanwhile) does not keep running: loops, what ``on_start`` set up, and
+        the lifecycle all end stopped."""
         with contextlib.suppress(Exception):
-            self.lifecycle.move(State.STOPPING)
+            if self.lifecycle.state in (State.STARTING, State.RUNNING):
+                self.lifecycle.move(State.STOPPING)
             await self.loops.stop()
             await self.engine.on_stop()
+        if self.lifecycle.state == State.STOPPING:
             self.lifecycle.move(State.STOPPED)
 
     def lifecycle_event(

@@ -192,3 +192,13 @@ async def stop_task(task: asyncio.Task[Any] | None) -> None:
         await asyncio.wait({task}, timeout=0.5)
     with contextlib.suppress(asyncio.CancelledError, Exception):
         task.result()
+
+
+async def first_of(*waits: Awaitable[object], timeout: float | None = None) -> None:
+    """Return when the first of ``waits`` is done (or after ``timeout``); cancel the rest."""
+    tasks = [asyncio.ensure_future(wait) for wait in waits]
+    try:
+        await asyncio.wait(tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()

@@ -15,6 +15,7 @@ from contracts.settings import get_settings
 from services.runtime.engine import Engine
 from services.runtime.host import EngineHost
 from services.runtime.logs import configure_logging
+from services.runtime.loops import first_of
 
 # exit status of an instance that lost its lease (EX_TEMPFAIL): the supervisor (or the
 # container runtime) starts it again, as a fresh standby
@@ -29,10 +30,7 @@ async def serve(engine_cls: type[Engine]) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await host.open()
-    stopping, deposed = asyncio.ensure_future(stop.wait()), asyncio.ensure_future(host.deposed.wait())
-    await asyncio.wait({stopping, deposed}, return_when=asyncio.FIRST_COMPLETED)
-    stopping.cancel()
-    deposed.cancel()
+    await first_of(stop.wait(), host.deposed.wait())
     reason = "deposed" if host.deposed.is_set() else "signal"
     structlog.get_logger().info("engine.exiting", system=engine_cls.slug, reason=reason)
     await host.close()
