@@ -23,11 +23,15 @@ from nats.aio.msg import Msg
 
 from contracts import subjects
 from gateway.readmodels.base import View, decode_feed_event
+from services.runtime import heap
 from services.runtime.stream import Follower
 
 log = structlog.get_logger()
 
 MAX_ROUTES = 10_000  # (system, type) pairs whose handlers are cached
+# event bytes applied between two freezes of the views' new state (services/runtime/heap.py):
+# ~3,000 triage decisions, a young collection of a few ms
+FREEZE_AFTER_BYTES = 2 * 1024 * 1024
 Ensure = Callable[[], Awaitable[Any]]
 
 
@@ -71,6 +75,7 @@ class EventFeed(_FollowedSource):
         self.failed = 0  # view.apply raised (the event is skipped by that view only)
         self.started_at = 0.0
         self.caught_up_at: float | None = None
+        self.growth = heap.Growth(FREEZE_AFTER_BYTES)
 
     # --- the protocol (ready, last_seq and stop: _FollowedSource) ------------------------
 
@@ -119,6 +124,7 @@ class EventFeed(_FollowedSource):
                 self.failed += 1
                 log.exception("readmodel.apply_failed", view=name, seq=seq, type=event.type)
         self.applied += 1
+        self.growth.grew(len(data))
         if seq > self.known_last:
             self.known_last = seq
         if self.follower is not None and self.follower.caught_up.is_set():

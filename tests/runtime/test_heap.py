@@ -52,3 +52,28 @@ def test_a_frozen_cycle_dropped_later_is_reclaimed_by_the_next_full_pass(monkeyp
     monkeypatch.setattr(heap, "FULL_PASS_EVERY_S", 0.0)
     heap.keep_long_lived()
     assert gone() is None
+
+
+def test_growth_freezes_what_came_in_once_the_budget_is_reached():
+    gc.unfreeze()
+    growth = heap.Growth(budget=3)
+    rows = []
+    for _ in range(2):
+        rows.append([Node() for _ in range(100)])
+        growth.grew(1)
+    assert growth.freezes == 0
+    assert gc.get_freeze_count() < 200, "under the budget: nothing frozen yet"
+    rows.append([Node() for _ in range(100)])
+    growth.grew(1)
+    assert growth.freezes == 1
+    assert gc.get_freeze_count() >= 300
+    growth.grew(2)
+    assert growth.freezes == 1, "the budget counts again from the freeze"
+
+
+def test_growth_leaves_the_collector_alone_during_a_bulk_load():
+    gc.unfreeze()
+    growth = heap.Growth(budget=1)
+    with heap.bulk_load():
+        growth.grew(5)
+        assert growth.freezes == 0
