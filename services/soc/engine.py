@@ -53,12 +53,13 @@ from services.soc.config import SocConfig
 from services.soc.intake import ACTOR as INTAKE_ACTOR
 from services.soc.intake import IntakeHandlers, intake_broker, warm_up
 from services.soc.state import SocState
-from services.soc.triage import TriagedEvent, decide_batch, fresh_alerts
+from services.soc.triage import StagedEvent, decide_batch, fresh_alerts
 
 log = structlog.get_logger()
 
 INTAKE_PUBLISH_DEADLINE = 5.0  # a producer is waiting for the intake's reply
 THREAD_THRESHOLD = 200  # alerts: score bigger batches in a worker thread, keep the loop free
+PLAYBOOK_RUNS_PER_BATCH = 200  # stored together; a fence takes effect between two batches
 CATCH_UP_S = 5.0  # how long a redelivery waits for the others' decisions to reach this instance
 _advisory_decoder = msgspec.json.Decoder(Advisory)
 
@@ -373,15 +374,16 @@ class SocEngine(Engine):
             result = decide_batch(fresh, bundle, *decide)
         if duplicates and not result.events:
             self.state.count_locally(own)
-        await self._store_decisions(result.events)
+        await self._store_events(result.events, shared=True)
         return result.decided, duplicates
 
-    async def _store_decisions(self, events: list[TriagedEvent]) -> None:
-        """The round's decision events back to back, confirmed together (one round trip),
-        then folded into the state. One connection's writes are stored in the order sent,
-        so a crash leaves a prefix: each event's counters include the ones before it, and
-        the counters never count a decision the stream does not hold."""
-        batch = self.ctx.batch(shared=True)
+    async def _store_events(self, events: list[StagedEvent], *, shared: bool = False) -> None:
+        """Events back to back, confirmed together (one round trip), then folded into the
+        state. One connection's writes are stored in the order sent, so a crash leaves a
+        prefix: each event's counters include the ones before it, and the counters never
+        count a decision or a playbook run the stream does not hold. ``shared``: triage's,
+        which every instance does; the rest is the lease holder's."""
+        batch = self.ctx.batch(shared=shared)
         for event in events:
             await batch.publish(
                 self.ctx.new_event(event.payload, event.summary, actor="system", event_id=event.event_id)
@@ -468,8 +470,13 @@ class SocEngine(Engine):
     # --- SOAR ----------------------------------------------------------------------------
 
     async def _run_playbooks(self) -> CycleOutcome:
+        """Every confirmed threat waiting for SOAR: run its playbook, and store the runs in
+        batches of ``PLAYBOOK_RUNS_PER_BATCH`` (sent back to back, confirmed together). One
+        write at a time held a burst of containments behind one fsync round trip each."""
         ran: dict[str, int] = {}
         failed = 0
+        runs: list[StagedEvent] = []
+        own = self.state.own  # this instance's counters, the runs not yet stored included
         for alert_id, why in list(self.state.confirmed.items()):
             record = self.state.alerts.get(alert_id)
             if record is None:  # fell out of memory
@@ -482,25 +489,37 @@ class SocEngine(Engine):
             result, artefacts = playbooks.run(playbook, record.alert, utcnow())
             failed += result == "failed"
             ran[result] = ran.get(result, 0) + 1
-            own = self.state.own
-            counts = self.state.counted(msgspec.structs.replace(own, playbooks_run=own.playbooks_run + 1))
-            await self._publish(
-                soc.PlaybookExecuted(
-                    alert_id=alert_id,
-                    playbook=playbook.name,
-                    trigger=why,
-                    result=result,
-                    actions=artefacts,
-                    totals=soc.sum_counts(counts),
-                    by_instance=counts,
-                ),
-                Summary(
-                    action="playbook_executed",
-                    detail=f"{playbook.name} for {record.alert.title!r} ({alert_id}): {describe(artefacts)}",
-                    result=result,
-                ),
-                event_id=f"playbook-{alert_id}",
+            # each run counts the ones before it: a crash mid-batch leaves a stored prefix
+            # whose counters the stream bears out
+            own = msgspec.structs.replace(own, playbooks_run=own.playbooks_run + 1)
+            counts = self.state.counted(own)
+            runs.append(
+                StagedEvent(
+                    soc.PlaybookExecuted(
+                        alert_id=alert_id,
+                        playbook=playbook.name,
+                        trigger=why,
+                        result=result,
+                        actions=artefacts,
+                        totals=soc.sum_counts(counts),
+                        by_instance=counts,
+                    ),
+                    Summary(
+                        action="playbook_executed",
+                        detail=(
+                            f"{playbook.name} for {record.alert.title!r} ({alert_id}): {describe(artefacts)}"
+                        ),
+                        result=result,
+                    ),
+                    event_id=f"playbook-{alert_id}",
+                )
             )
+            if len(runs) >= PLAYBOOK_RUNS_PER_BATCH:
+                await self._store_events(runs)
+                runs = []
+                own = self.state.own  # with whatever triage stored meanwhile
+        if runs:
+            await self._store_events(runs)
         if not ran:
             return CycleOutcome(quiet=True, detail="no confirmed threats waiting")
         return CycleOutcome(

@@ -29,15 +29,17 @@ _COUNTER = {AUTO_RESOLVE: "auto_resolved", ESCALATE: "escalated", CONTAIN: "cont
 
 
 @dataclass
-class TriagedEvent:
-    payload: AlertsTriaged
+class StagedEvent:
+    """An event built, not yet stored (a decision group, a playbook run)."""
+
+    payload: msgspec.Struct
     summary: Summary
     event_id: str  # deterministic: a re-published event is stored once (Nats-Msg-Id)
 
 
 @dataclass
 class TriageResult:
-    events: list[TriagedEvent] = field(default_factory=list)
+    events: list[StagedEvent] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
 
     @property
@@ -104,7 +106,7 @@ def decide_batch(
             digest = hashlib.sha256("\n".join(d.alert.id for d in chunk).encode()).hexdigest()[:32]
             by_instance = {**counts, instance: msgspec.structs.replace(running)}
             result.events.append(
-                TriagedEvent(
+                StagedEvent(
                     AlertsTriaged(
                         batch_id=digest,
                         decisions=chunk,

@@ -17,6 +17,7 @@ from contracts.commands import reply_decoder
 from contracts.settings import Settings
 from services.ml.generator import generate
 from services.runtime.testing import running_engines
+from services.soc import engine as soc_engine
 from services.soc.engine import SocEngine
 from tests.soc.conftest import decided, payload, wait_until
 
@@ -66,7 +67,11 @@ async def test_raw_intake_accepts_valid_alerts_and_refuses_invalid_ones_clearly(
     assert queue.num_pending == 0 and queue.num_ack_pending == 0  # the poison message is gone too
 
 
-async def test_triage_decides_every_alert_once_with_scores_reasons_and_playbooks(soc_stack, nc, tap) -> None:
+async def test_triage_decides_every_alert_once_with_scores_reasons_and_playbooks(
+    soc_stack, nc, tap, monkeypatch
+) -> None:
+    # several batches of playbook runs (not one), so their counters cross a batch boundary
+    monkeypatch.setattr(soc_engine, "PLAYBOOK_RUNS_PER_BATCH", 7)
     batch = alerts(300, seed=2)
     assert (await submit(nc, batch)).accepted == 300
     found = await wait_until(lambda: (d := decided(tap)) and len(d) == 300 and d)
@@ -88,6 +93,10 @@ async def test_triage_decides_every_alert_once_with_scores_reasons_and_playbooks
         i for i, [d] in found.items() if d.decision == "contain"
     }
     assert "rule_generated" in {e.summary.result for e in runs}
+    assert kinds["contain"] > 7
+    # stored in order, each run counting the ones before it: a crash leaves a true prefix
+    counted = [payload(e, soc.PlaybookExecuted).totals.playbooks_run for e in runs]
+    assert counted == list(range(1, kinds["contain"] + 1))
 
     engine = soc_stack["soc-cycle"].engine
     status = engine.status_extras()
