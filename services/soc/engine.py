@@ -334,9 +334,12 @@ class SocEngine(Engine):
             for msg in messages:
                 await msg.nak(delay=1)
             return 0, 0, 0
-        rounds: list[tuple[list[Msg], list[soc.Alert]]] = [([], [])]
-        rejected = 0
-        for msg in messages:
+        # each message is decoded when its round comes: the first round's decisions do not
+        # wait for the whole pull to be decoded (10,000 alerts: ~90 ms)
+        decided = duplicates = rejected = 0
+        round_messages: list[Msg] = []
+        round_alerts: list[soc.Alert] = []
+        for index, msg in enumerate(messages):
             try:
                 alerts = soc.decode_alerts(msg.data)
             except soc.AlertDecodeError as exc:
@@ -345,22 +348,30 @@ class SocEngine(Engine):
                 await msg.term()
                 await self._audit_rejected(msg, exc)
                 continue
-            if rounds[-1][1] and len(rounds[-1][1]) + len(alerts) > self.config.round_alerts:
-                rounds.append(([], []))
-            rounds[-1][0].append(msg)
-            rounds[-1][1].extend(alerts)
-        decided = duplicates = 0
-        for index, (round_messages, alerts) in enumerate(rounds):
-            for later, _ in rounds[index + 1 :]:  # still being worked on: no redelivery yet
-                for msg in later:
-                    await msg.in_progress()
-            if round_messages:
-                counts = await self._decide_round(alerts)
+            if round_alerts and len(round_alerts) + len(alerts) > self.config.round_alerts:
+                counts = await self._decide_and_ack(round_messages, round_alerts, later=messages[index:])
                 decided += counts[0]
                 duplicates += counts[1]
-                for msg in round_messages:  # only now: the decisions are stored
-                    await msg.ack()
+                round_messages, round_alerts = [], []
+            round_messages.append(msg)
+            round_alerts.extend(alerts)
+        if round_messages:
+            counts = await self._decide_and_ack(round_messages, round_alerts, later=[])
+            decided += counts[0]
+            duplicates += counts[1]
         return decided, duplicates, rejected
+
+    async def _decide_and_ack(
+        self, messages: list[Msg], alerts: list[soc.Alert], *, later: list[Msg]
+    ) -> tuple[int, int]:
+        """One round: its messages are acked only once its decisions are stored; the
+        messages still to come are marked in progress meanwhile (no redelivery yet)."""
+        for msg in later:
+            await msg.in_progress()
+        counts = await self._decide_round(alerts)
+        for msg in messages:
+            await msg.ack()
+        return counts
 
     async def _decide_round(self, alerts: list[soc.Alert]) -> tuple[int, int]:
         fresh, duplicates = fresh_alerts(alerts, self.state.knows)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from contracts.advisory import Advisory, Ioc
@@ -285,3 +286,29 @@ def test_memory_is_bounded() -> None:
         batch = [decision(f"a{i}", AUTO_RESOLVE) for i in range(start, start + 50)]
         state.apply(AlertsTriaged(batch_id=str(start), decisions=batch, totals=Totals()))
     assert len(state.alerts) == 100 and state.knows("a299") and not state.knows("a0")
+
+
+def test_a_summary_carries_every_field_of_the_alert_but_raw_and_description():
+    assert set(AlertSummary.__struct_fields__) == set(Alert.__struct_fields__) - {"raw", "description"}
+    alert = Alert(
+        id="sum-1",
+        source="edr",
+        title="Credential dumping",
+        severity="high",
+        rule_id="R-9",
+        description="long text",
+        host="ws-7",
+        user="alice",
+        src_ip="203.0.113.9",
+        dst_ip="10.0.0.4",
+        domain="evil.example",
+        process=Process(name="lsass.exe", pid=4),
+        techniques=["T1003"],
+        cves=["CVE-2024-12345"],
+        count=3,
+        raw={"x": 1},
+    )
+    summary = summarize(alert)
+    expected = msgspec.structs.asdict(alert)
+    del expected["raw"], expected["description"]
+    assert msgspec.structs.asdict(summary) == expected
