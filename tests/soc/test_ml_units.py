@@ -15,7 +15,7 @@ from services.ml.evaluation import FLOORS, evaluate, in_holdout, promotion_verdi
 from services.ml.models import ModelSizes, TrainingCancelled, train
 from services.ml.pipeline import Dataset, latest_per_alert, run_training
 from services.ml.probe import implausible, probe_scores
-from services.shared.triage.bundle import score
+from services.shared.triage.bundle import ForestWalk, score
 from services.shared.triage.features import FEATURE_NAMES, N_FEATURES, extract, extract_batch, is_external
 
 SMALL = ModelSizes(classifier_trees=25, classifier_depth=10, anomaly_trees=25, scorer_trees=30)
@@ -202,3 +202,67 @@ def test_the_probe_judges_the_scores_not_just_the_loading() -> None:
     # a model trained with the labels inverted loads fine and calls mimikatz benign
     bad = train("v2", base.features, ~base.is_threat, 100 - base.threat, sizes=SMALL)
     assert "obvious credential-dumping alert as benign" in implausible(probe_scores(bad))
+
+
+def _sklearn_scores(bundle, features):
+    classes = list(bundle.classifier.classes_)
+    return (
+        bundle.classifier.predict_proba(features)[:, classes.index(1)],
+        bundle.anomaly.decision_function(features),
+    )
+
+
+def test_the_tree_walk_gives_exactly_sklearns_numbers() -> None:
+    base = Dataset.generated(1500, seed=11)
+    bundle = train("v1", base.features, base.is_threat, base.threat, sizes=SMALL)
+    features = extract_batch([item.alert for item in generator.generate(700, 12)])
+    rows = np.ascontiguousarray(features, dtype=np.float32)
+    true_positive, decision = _sklearn_scores(bundle, features)
+    assert bundle.forests is not None, "the walk checked itself against sklearn and agreed"
+    assert np.array_equal(bundle.forests.true_positive(rows), true_positive)
+    assert np.array_equal(bundle.forests.anomaly_decision(rows), decision)
+    scores = score(bundle, features)
+    assert np.array_equal(scores.true_positive, true_positive)
+    assert np.array_equal(scores.anomaly, 1.0 / (1.0 + np.exp(decision * 20.0)))
+
+
+def test_the_tree_walk_follows_an_isolation_forest_that_samples_features() -> None:
+    from sklearn.ensemble import IsolationForest
+
+    base = Dataset.generated(1500, seed=13)
+    bundle = train("v1", base.features, base.is_threat, base.threat, sizes=SMALL)
+    bundle.anomaly = IsolationForest(n_estimators=20, max_features=0.5, random_state=3).fit(base.features)
+    features = extract_batch([item.alert for item in generator.generate(300, 14)])
+    rows = np.ascontiguousarray(features, dtype=np.float32)
+    assert np.array_equal(bundle.forests.anomaly_decision(rows), bundle.anomaly.decision_function(features))
+
+
+def test_features_that_are_not_finite_are_refused_as_sklearn_refuses_them() -> None:
+    # the walk would score them without a word: they take sklearn's own path, which
+    # refuses them as before the walk (the boosted trees refuse NaN and inf)
+    base = Dataset.generated(1500, seed=15)
+    bundle = train("v1", base.features, base.is_threat, base.threat, sizes=SMALL)
+    features = extract_batch([item.alert for item in generator.generate(50, 16)])
+    for bad in (np.nan, np.inf):
+        features[3, 0] = bad
+        with pytest.raises(ValueError):
+            score(bundle, features)
+
+
+def test_models_the_walk_does_not_reproduce_are_scored_by_sklearn(monkeypatch) -> None:
+    # as if another sklearn kept its leaves as counts, not fractions (before 1.4 it did)
+    built = ForestWalk.__init__
+
+    def kept_as_counts(walk, classifier, anomaly):
+        built(walk, classifier, anomaly)
+        walk.classifier_trees = [(tree, values * 7.0) for tree, values in walk.classifier_trees]
+
+    monkeypatch.setattr(ForestWalk, "__init__", kept_as_counts)
+    base = Dataset.generated(1500, seed=17)
+    bundle = train("v1", base.features, base.is_threat, base.threat, sizes=SMALL)
+    assert bundle.forests is None
+    features = extract_batch([item.alert for item in generator.generate(200, 18)])
+    true_positive, decision = _sklearn_scores(bundle, features)
+    scores = score(bundle, features)
+    assert np.array_equal(scores.true_positive, true_positive)
+    assert np.array_equal(scores.anomaly, 1.0 / (1.0 + np.exp(decision * 20.0)))
