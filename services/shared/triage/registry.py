@@ -150,10 +150,14 @@ class RegistryReader:
             }
 
         models = await asyncio.to_thread(load_all)
-        return ModelBundle(
+        bundle = ModelBundle(
             version=pointer.version,
             classifier=models["alert_classifier"],  # type: ignore[arg-type]
             anomaly=models["anomaly_detector"],  # type: ignore[arg-type]
             scorer=models["threat_scorer"],  # type: ignore[arg-type]
             feature_version=pointer.feature_version,
         )
+        # the tree walk is built and checked against sklearn now (tens of ms), off the
+        # loop, not in the first triage round with this version
+        await asyncio.to_thread(lambda: bundle.forests)
+        return bundle
