@@ -45,9 +45,10 @@ class ModelBundle:
         sklearn scores (another sklearn may keep its trees differently)."""
         try:
             walk = ForestWalk(self.classifier, self.anomaly)
-        except (AttributeError, IndexError, ValueError):
+            agrees = walk.agrees_with_sklearn(self.classifier, self.anomaly)
+        except Exception:  # a model shaped otherwise (multi-output, another sklearn): sklearn's path
             return None
-        return walk if walk.agrees_with_sklearn(self.classifier, self.anomaly) else None
+        return walk if agrees else None
 
 
 class ForestWalk:
