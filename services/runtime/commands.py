@@ -36,6 +36,10 @@ from services.runtime.tenure import ACTIVATING, STANDBY, SUSPENDED
 if TYPE_CHECKING:
     from services.runtime.host import EngineHost
 
+# how long the record of a refusal by a fenced instance may take to be written: the
+# stream may be electing a leader (a few seconds), or out of this instance's reach
+FENCED_AUDIT_S = 10.0
+
 
 class Commands:
     def __init__(self, host: EngineHost) -> None:
@@ -63,6 +67,7 @@ class Commands:
             await first_of(host.activated.wait(), host.deposed.wait(), timeout=host.settings.lease_ttl * 2)
         if host.role == SUSPENDED and request.mutating:
             message = f"{host.instance} lost the bus and is fenced until it holds the lease again"
+            self._audit_in_background(request, "rejected", message)
             return host.replies.refused(request, "suspended", message)
         if host.role == STANDBY:
             return await host.standby.forward(request)
@@ -240,6 +245,21 @@ class Commands:
             request, message = burst.last  # type: ignore[misc]
             self.host.log.warning("command.rejected_burst", sender=burst.sender, repeats=burst.repeats)
             await self.audit(request, "rejected", f"{message} — and {burst.detail()}", repeats=burst.repeats)
+
+    def _audit_in_background(self, request: ControlRequest, outcome: str, message: str) -> None:
+        """The record of a reply that must not wait for it: a fenced instance may not reach
+        the stream for a while, and the caller has the reply meanwhile. The write is
+        bounded (``FENCED_AUDIT_S``); if it cannot be made, the log says so."""
+
+        async def write() -> None:
+            try:
+                await asyncio.wait_for(self.audit(request, outcome, message), FENCED_AUDIT_S)
+            except Exception as exc:
+                self.host.log.warning(
+                    "command.audit_lost", verb=request.verb, outcome=outcome, error=type(exc).__name__
+                )
+
+        self.host.spawn(write())
 
     async def audit(
         self,

@@ -233,6 +233,32 @@ async def test_a_change_sent_while_fenced_waits_for_the_lease_and_is_applied(set
         await host.close()
 
 
+async def test_a_change_refused_by_a_fenced_instance_is_in_the_audit_trail(settings, nc, tap):
+    """A fenced instance that never gets its lease back refuses the change after waiting
+    for it; the refusal is recorded (a background write, bounded), not only answered."""
+    host = EngineHost(
+        engine_class("deploy")(instance_settings(settings, "deploy-1")),
+        instance_settings(settings, "deploy-1"),
+    )
+    await host.open()
+    try:
+        await host.tenure.suspend("test: the renewal failed")
+        body = msgspec.json.encode({"actor": "ops-7", "reason": "incident 9"})
+        reply = reply_decoder.decode((await nc.request("aoc.ctl.deploy.stop", body, timeout=TTL * 4)).data)
+        assert not reply.ok and reply.error == "suspended", reply
+
+        def refused_stop(event) -> bool:
+            found = command_of(event)
+            return found is not None and (found.outcome, found.verb) == ("rejected", "stop")
+
+        recorded = await tap.wait_for(refused_stop)
+        audit = command_of(recorded)
+        assert recorded.actor == "ops-7" and audit.reason == "incident 9"
+        assert "fenced" in audit.message and recorded.instance == "deploy-1"
+    finally:
+        await host.close()
+
+
 async def test_a_start_under_way_when_the_instance_is_fenced_leaves_no_loop_running(settings, nc):
     """Fencing does not wait for the transition lock (it must act at once). A start whose
     engine set-up was still running when the instance was fenced must not go on to start
