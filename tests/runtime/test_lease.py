@@ -47,8 +47,19 @@ async def until(condition, timeout: float = 10.0, step: float = 0.05):
         await asyncio.sleep(step)
 
 
-async def ask(nc, subject: str, body: bytes = b""):
-    return reply_decoder.decode((await nc.request(subject, body, timeout=3)).data)
+async def ask(nc, subject: str, body: bytes = b"", timeout: float = 3):
+    return reply_decoder.decode((await nc.request(subject, body, timeout=timeout)).data)
+
+
+@contextlib.asynccontextmanager
+async def one_instance(settings: Settings, slug: str = "deploy"):
+    own = instance_settings(settings, f"{slug}-1")
+    host = EngineHost(engine_class(slug)(own), own)
+    await host.open()
+    try:
+        yield host
+    finally:
+        await host.close()
 
 
 def crash(host: EngineHost) -> asyncio.Future:
@@ -148,12 +159,7 @@ async def test_a_trigger_with_no_active_instance_is_refused_and_audited(settings
 
 
 async def test_an_instance_cut_off_from_the_bus_fences_then_resumes(settings, nats_server, nc):
-    host = EngineHost(
-        engine_class("deploy")(instance_settings(settings, "deploy-1")),
-        instance_settings(settings, "deploy-1"),
-    )
-    await host.open()
-    try:
+    async with one_instance(settings) as host:
         assert host.role == "active" and host.lifecycle.state == "running"
         nats_server.stop()
         await until(lambda: host.role == "suspended" and host.lifecycle.state == "stopped", timeout=TTL * 3)
@@ -169,8 +175,6 @@ async def test_an_instance_cut_off_from_the_bus_fences_then_resumes(settings, na
             except Exception:
                 await asyncio.sleep(0.1)
         assert reply.ok and reply.changed
-    finally:
-        await host.close()
 
 
 async def test_everywhere_loops_run_on_standbys_by_the_desired_state(settings, nc):
@@ -214,12 +218,7 @@ async def test_a_change_sent_while_fenced_waits_for_the_lease_and_is_applied(set
     """A stop that reaches an instance fenced by a failed renewal (a leader election, a
     lost server) is applied once the instance holds the lease again: answered, not
     refused as "suspended" while the cluster heals."""
-    host = EngineHost(
-        engine_class("deploy")(instance_settings(settings, "deploy-1")),
-        instance_settings(settings, "deploy-1"),
-    )
-    await host.open()
-    try:
+    async with one_instance(settings) as host:
         await host.tenure.suspend("test: the renewal failed")
         assert host.role == "suspended" and host.lifecycle.state == "stopped"
         pending = asyncio.ensure_future(ask(nc, "aoc.ctl.deploy.stop"))
@@ -229,22 +228,15 @@ async def test_a_change_sent_while_fenced_waits_for_the_lease_and_is_applied(set
         reply = await pending
         assert reply.ok and reply.changed, reply
         assert host.role == "active" and host.lifecycle.state == "stopped" and host.desired == "stopped"
-    finally:
-        await host.close()
 
 
 async def test_a_change_refused_by_a_fenced_instance_is_in_the_audit_trail(settings, nc, tap):
     """A fenced instance that never gets its lease back refuses the change after waiting
     for it; the refusal is recorded (a background write, bounded), not only answered."""
-    host = EngineHost(
-        engine_class("deploy")(instance_settings(settings, "deploy-1")),
-        instance_settings(settings, "deploy-1"),
-    )
-    await host.open()
-    try:
+    async with one_instance(settings) as host:
         await host.tenure.suspend("test: the renewal failed")
         body = msgspec.json.encode({"actor": "ops-7", "reason": "incident 9"})
-        reply = reply_decoder.decode((await nc.request("aoc.ctl.deploy.stop", body, timeout=TTL * 4)).data)
+        reply = await ask(nc, "aoc.ctl.deploy.stop", body, timeout=TTL * 4)
         assert not reply.ok and reply.error == "suspended", reply
 
         def refused_stop(event) -> bool:
@@ -255,20 +247,13 @@ async def test_a_change_refused_by_a_fenced_instance_is_in_the_audit_trail(setti
         audit = command_of(recorded)
         assert recorded.actor == "ops-7" and audit.reason == "incident 9"
         assert "fenced" in audit.message and recorded.instance == "deploy-1"
-    finally:
-        await host.close()
 
 
 async def test_a_start_under_way_when_the_instance_is_fenced_leaves_no_loop_running(settings, nc):
     """Fencing does not wait for the transition lock (it must act at once). A start whose
     engine set-up was still running when the instance was fenced must not go on to start
     the loops afterwards: the instance stays stopped and the start is not answered ok."""
-    host = EngineHost(
-        engine_class("deploy")(instance_settings(settings, "deploy-1")),
-        instance_settings(settings, "deploy-1"),
-    )
-    await host.open()
-    try:
+    async with one_instance(settings) as host:
         assert (await ask(nc, "aoc.ctl.deploy.stop")).ok
         entered, gate = asyncio.Event(), asyncio.Event()
         on_start = host.engine.on_start
@@ -289,5 +274,3 @@ async def test_a_start_under_way_when_the_instance_is_fenced_leaves_no_loop_runn
         assert not any(host.loops.active(loop.name) for loop in host.engine.loops()), (
             "a fenced instance runs loops"
         )
-    finally:
-        await host.close()
