@@ -397,7 +397,10 @@ async def test_compose_cluster_nats_configs_form_a_3_node_cluster_with_its_users
     ]  # fmt: skip
     try:
         url = ",".join(f"nats://127.0.0.1:{ports[name]}" for name in members)
-        await meta_leader({"servers": url.split(","), **credentials(secrets, "launcher")}, 60)
+        try:
+            await meta_leader({"servers": url.split(","), **credentials(secrets, "launcher")}, 60)
+        except TimeoutError as exc:  # a fresh cluster elects only with all three: say who is missing
+            raise AssertionError(members_said(servers, members, tmp_path)) from exc
         await check_users(url, secrets, replicas=3)
         gateway = await as_user(url, secrets, "gateway")
         info = await gateway.jetstream().stream_info("AOC_EVENTS")
@@ -409,6 +412,15 @@ async def test_compose_cluster_nats_configs_form_a_3_node_cluster_with_its_users
             server.terminate()
         for server in servers:
             server.wait(10)
+
+
+def members_said(servers: list[subprocess.Popen], members: list[str], tmp: Path) -> str:
+    """Each member's exit code (None: running) and the end of its log."""
+    tails = []
+    for server, name in zip(servers, members, strict=True):
+        log = (tmp / f"{name}.log").read_text(errors="replace").splitlines()
+        tails.append(f"{name} exit={server.poll()}:\n" + "\n".join(log[-8:]))
+    return "\n".join(tails)
 
 
 def credentials(secrets: Path, user: str) -> dict[str, str]:

