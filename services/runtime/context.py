@@ -92,8 +92,12 @@ class EngineContext:
 
     def _check_active(self, shared: bool) -> None:
         # ``shared``: an event of work every instance does (an ``everywhere`` loop's)
-        if not shared and not self.active:
+        if shared:
+            return
+        if not self.active:
             raise Fenced(f"{self.instance} is {self._host.role}: it writes nothing as {self.slug}")
+        if not self._host.keeper.fresh():
+            raise Fenced(f"{self.instance} has not renewed its lease in time: it writes nothing as {self.slug}")
 
     def new_event(self, payload: msgspec.Struct, summary: Summary, **meta: Unpack[EventMeta]) -> Envelope:
         return self._host.new_event(payload, summary, **meta)

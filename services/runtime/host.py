@@ -333,6 +333,10 @@ class EngineHost:
         actor: str | None,
         correlation_id: str,
     ) -> None:
+        if not loop.everywhere and not self.keeper.fresh():
+            # woke from a freeze past the lease window: the next holder counts from the stream
+            self.log.warning("cycle.not_recorded_lease_stale", loop=loop.name, run_id=run_id)
+            return
         self.counters.count(outcome.ok, finished)
         if not (outcome.quiet and outcome.ok and actor is None):
             payload = CycleCompleted(

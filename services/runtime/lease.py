@@ -182,6 +182,13 @@ class LeaseKeeper:
     def held_since_renewal(self) -> None:
         self._renewed = time.monotonic()
 
+    def fresh(self) -> bool:
+        """Renewed within ``ttl * 2/3``: nobody else can hold the lease yet. A holder frozen
+        past that (SIGSTOP, a VM pause) wakes up still "active", and its loops may run
+        before the keeper's next renewal tells it otherwise: it writes nothing as the
+        active instance until that renewal (or fences, if the lease is gone)."""
+        return time.monotonic() - self._renewed <= self.ttl * 2 / 3
+
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"lease-{self.lease._key}")
 

@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 import msgspec
 import pytest
 
 from contracts.commands import reply_decoder
-from contracts.events import command_of
+from contracts.events import ActivityRecorded, Summary, command_of
 from contracts.settings import Settings
 from contracts.streams import leases_bucket
 from services.runtime import EngineHost
+from services.runtime.context import Fenced
 from services.runtime.testing import engine_class
 
 TTL = 2.0
@@ -274,3 +276,20 @@ async def test_a_start_under_way_when_the_instance_is_fenced_leaves_no_loop_runn
         assert not any(host.loops.active(loop.name) for loop in host.engine.loops()), (
             "a fenced instance runs loops"
         )
+
+
+async def test_a_holder_frozen_past_its_lease_window_writes_nothing_until_it_renews(settings, nc, tap):
+    # a frozen process (SIGSTOP, a VM pause) is a loop that runs nothing: here, one blocked
+    async with one_instance(settings) as host:
+        assert host.role == "active" and host.keeper.fresh()
+        time.sleep(TTL * 0.75)  # past 2/3 TTL: another instance may hold the lease by now
+        # what woke first on the loop: still "active" as far as it knows, the keeper not yet run
+        assert host.role == "active"
+        with pytest.raises(Fenced, match="has not renewed its lease"):
+            await host.ctx.publish(ActivityRecorded(), Summary(action="stale_write", detail="", result="success"))
+        # the keeper then renews (the lease was still its own) or fences; never both stale and active
+        await until(lambda: host.keeper.fresh() or host.role != "active", timeout=TTL * 2)
+        if host.keeper.fresh() and host.role == "active":
+            await host.ctx.publish(ActivityRecorded(), Summary(action="fresh_write", detail="", result="success"))
+            await tap.wait_for(lambda e: e.summary.action == "fresh_write")
+        assert not tap.matching(lambda e: e.summary.action == "stale_write")
