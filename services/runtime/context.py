@@ -97,7 +97,7 @@ class EngineContext:
         if not self.active:
             raise Fenced(f"{self.instance} is {self._host.role}: it writes nothing as {self.slug}")
         if not self._host.keeper.fresh():
-            raise Fenced(f"{self.instance} has not renewed its lease in time: it writes nothing as {self.slug}")
+            raise Fenced(f"{self.instance} has not renewed its lease in time: it writes nothing yet")
 
     def new_event(self, payload: msgspec.Struct, summary: Summary, **meta: Unpack[EventMeta]) -> Envelope:
         return self._host.new_event(payload, summary, **meta)

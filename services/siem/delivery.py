@@ -46,6 +46,7 @@ log = structlog.get_logger()
 
 ACK_WAIT_S = 15.0
 FETCH_WAIT_S = 1.0
+LEASE_STALE_POLL_S = 0.05
 RETRYABLE = (DeliveryFailed, EgressRefused, ConnectionError, OSError)
 
 
@@ -57,10 +58,12 @@ class SinkRunner:
         transport: Transport,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        lease_fresh: Callable[[], bool] = lambda: True,
     ) -> None:
         self.js = js
         self.config = config
         self.transport = transport
+        self.lease_fresh = lease_fresh
         self.durable = durable_name(config.name)
         self.status = SinkStatus(
             name=config.name,
@@ -244,7 +247,20 @@ class SinkRunner:
         )
         async for attempt in retrying:
             with attempt:
+                await self._while_lease_stale()
                 await self.transport.deliver(records)
+
+    async def _while_lease_stale(self) -> None:
+        """A holder frozen past its lease window (SIGSTOP, a VM pause) wakes up with its sinks
+        still running: it sends nothing until the keeper has renewed the lease, or fenced
+        (which stops this runner), so the next holder's deliveries do not interleave."""
+        if self.lease_fresh():
+            return
+        log.warning("siem.delivery_held_lease_stale", sink=self.config.name)
+        while not self.lease_fresh():
+            if self.stopping.is_set():
+                raise asyncio.CancelledError  # fenced: the runner is being stopped
+            await self._sleep(LEASE_STALE_POLL_S)
 
     def _before_retry(self, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None

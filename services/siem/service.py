@@ -324,6 +324,9 @@ class SiemService:
 
     # --- the lease ------------------------------------------------------------------------
 
+    def _lease_fresh(self) -> bool:
+        return self.keeper is None or self.keeper.fresh()
+
     async def _activate(self, acquired: Acquired) -> None:
         """The lease is ours: start the sinks (each resumes from its durable consumer's
         acknowledged position, re-sending a range a dead holder left unacknowledged) and
@@ -332,7 +335,8 @@ class SiemService:
         async with self._transition:
             try:
                 self.runners = [
-                    SinkRunner(self.js, sink, transport_for(sink, self.guard)) for sink in self.sinks
+                    SinkRunner(self.js, sink, transport_for(sink, self.guard), lease_fresh=self._lease_fresh)
+                    for sink in self.sinks
                 ]
                 for runner in self.runners:
                     runner.start()

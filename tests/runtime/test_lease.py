@@ -278,6 +278,10 @@ async def test_a_start_under_way_when_the_instance_is_fenced_leaves_no_loop_runn
         )
 
 
+def activity(action: str) -> Summary:
+    return Summary(action=action, detail="", result="success")
+
+
 async def test_a_holder_frozen_past_its_lease_window_writes_nothing_until_it_renews(settings, nc, tap):
     # a frozen process (SIGSTOP, a VM pause) is a loop that runs nothing: here, one blocked
     async with one_instance(settings) as host:
@@ -286,10 +290,10 @@ async def test_a_holder_frozen_past_its_lease_window_writes_nothing_until_it_ren
         # what woke first on the loop: still "active" as far as it knows, the keeper not yet run
         assert host.role == "active"
         with pytest.raises(Fenced, match="has not renewed its lease"):
-            await host.ctx.publish(ActivityRecorded(), Summary(action="stale_write", detail="", result="success"))
+            await host.ctx.publish(ActivityRecorded(), activity("stale_write"))
         # the keeper then renews (the lease was still its own) or fences; never both stale and active
         await until(lambda: host.keeper.fresh() or host.role != "active", timeout=TTL * 2)
         if host.keeper.fresh() and host.role == "active":
-            await host.ctx.publish(ActivityRecorded(), Summary(action="fresh_write", detail="", result="success"))
+            await host.ctx.publish(ActivityRecorded(), activity("fresh_write"))
             await tap.wait_for(lambda e: e.summary.action == "fresh_write")
         assert not tap.matching(lambda e: e.summary.action == "stale_write")

@@ -5,6 +5,7 @@ in-process and delivers them."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from datetime import datetime
@@ -183,6 +184,24 @@ async def test_hec_with_a_wrong_token_keeps_every_event_in_the_stream(http_recei
         assert status.lag == 5 and status.delivered == 0  # nothing acknowledged, nothing lost
         assert hec.events == [] and hec.refused >= 3
         assert "wrong-token" not in status.last_error
+
+
+async def test_a_holder_whose_lease_went_stale_sends_nothing_until_it_renews(http_receivers, settings, nc):
+    # a holder frozen past its lease window wakes with its sinks running: not one request
+    # until the keeper has renewed (or fenced), or it would interleave with the next holder
+    endpoint = WebhookEndpoint(WEBHOOK_SECRET)
+    receiver = await http_receivers(endpoint, path="/hooks/aoc")
+    await ensure_all(nc.jetstream(), settings)
+    async with running_siem(siem_settings(settings, [webhook_sink(receiver.url)])) as service:
+        await until(lambda: service.runners[0].status.state != "starting", what="the sink bound")
+        renewed = False
+        service.keeper.fresh = lambda: renewed  # type: ignore[method-assign]
+        events = await publish(nc, 5)
+        await asyncio.sleep(1.5)  # the batch is fetched and held
+        assert endpoint.events == [] and sink_status(service, "hook").delivered == 0
+        renewed = True
+        await until(lambda: len(endpoint.events) >= 5, what="the 5 events once renewed")
+    assert [event["id"] for event in endpoint.events] == [e.id for e in events]
 
 
 # --- webhook ------------------------------------------------------------------------------
