@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 
 import msgspec
+import pytest
+from nats.js.errors import BadRequestError, NoStreamResponseError
 
 from contracts.events import LifecycleChanged, Summary, envelope_decoder, new_event
 from contracts.settings import Settings
 from contracts.streams import command_ids_bucket, ensure_all, events_stream
-from services.runtime.bus import EventPublisher, WriteBatch
+from services.runtime.bus import AckInbox, EventPublisher, WriteBatch
 
 
 def lifecycle(n: int):
@@ -46,25 +48,19 @@ async def test_a_batch_is_stored_in_the_order_sent_kv_put_included(nc, settings:
     assert await batch.confirmed() == []  # confirmed writes are not confirmed twice
 
 
-class AcksLost:
-    """A JetStream context whose async publishes reach the stream but whose acks never
-    come back: what a dropped reply looks like to the batch."""
+class AcksLost(AckInbox):
+    """Writes that reach the stream but whose acks never come back: what a dropped reply
+    looks like to the batch."""
 
-    def __init__(self, js) -> None:
-        self._js = js
-
-    async def publish_async(self, subject, payload, headers=None):
-        await self._js.publish(subject, payload, headers=headers)
-        return asyncio.get_running_loop().create_future()  # never resolved
-
-    def __getattr__(self, name):
-        return getattr(self._js, name)
+    async def send(self, subject, payload, headers=None):
+        await self._nc.jetstream().publish(subject, payload, headers=headers)
+        return "lost", asyncio.get_running_loop().create_future()  # never resolved
 
 
 async def test_a_lost_ack_is_sent_again_and_stored_once(nc, settings: Settings):
     js = nc.jetstream()
     await ensure_all(js, settings)
-    batch = WriteBatch(AcksLost(js), deadline=5.0)
+    batch = WriteBatch(js, AcksLost(nc), deadline=5.0)
     batch.ACK_WAIT = 0.2
     event = lifecycle(1)
     await batch.publish(event)
@@ -78,3 +74,24 @@ async def test_a_lost_ack_is_sent_again_and_stored_once(nc, settings: Settings):
         if envelope_decoder.decode((await js.get_msg(info.config.name, seq)).data).id == event.id
     ]
     assert copies == [ack.seq]
+
+
+async def test_the_ack_inbox_tells_stored_duplicate_refused_and_no_stream(nc, settings: Settings):
+    js = nc.jetstream()
+    await ensure_all(js, settings)
+    inbox = AckInbox(nc)
+    subject = "aoc.evt.deploy.lifecycle_changed"
+    payload = msgspec.json.encode(lifecycle(1))
+    _, first = await inbox.send(subject, payload, {"Nats-Msg-Id": "ack-inbox-1"})
+    _, again = await inbox.send(subject, payload, {"Nats-Msg-Id": "ack-inbox-1"})
+    # a fenced write against a sequence long gone: the stream refuses it, with its code
+    _, stale = await inbox.send(subject, payload, {"Nats-Expected-Last-Subject-Sequence": "0"})
+    _, nowhere = await inbox.send("no.stream.here", b"{}", None)
+    stored, duplicate = await first, await again
+    assert stored.stream == events_stream(settings).name and stored.seq > 0 and not stored.duplicate
+    assert (duplicate.seq, duplicate.duplicate) == (stored.seq, True)
+    with pytest.raises(BadRequestError) as refused:
+        await stale
+    assert refused.value.err_code == 10071
+    with pytest.raises(NoStreamResponseError):
+        await nowhere

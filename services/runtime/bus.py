@@ -20,14 +20,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import nats
 import structlog
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.errors import ConnectionClosedError, NoRespondersError, SlowConsumerError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
-from nats.js.errors import BadRequestError, NoStreamResponseError, ServiceUnavailableError
+from nats.js.errors import APIError, BadRequestError, NoStreamResponseError, ServiceUnavailableError
 
 from contracts import subjects
 from contracts.events import Envelope, Heartbeat, encode
@@ -178,6 +180,7 @@ class EventPublisher:
         self._deadline = deadline
         self._keep = keep
         self.published: list[tuple[Envelope, PubAck]] = []
+        self._acks = AckInbox(js._nc)  # the context's connection (nats-py keeps no public handle)
 
     async def publish(self, event: Envelope, *, after_seq: int | None = None) -> PubAck:
         """Store ``event``. With ``after_seq``, only if the newest event on its subject is
@@ -195,7 +198,7 @@ class EventPublisher:
 
     def batch(self) -> WriteBatch:
         """Writes sent back to back and confirmed together (see WriteBatch)."""
-        return WriteBatch(self._js, deadline=self._deadline, on_stored=self._stored)
+        return WriteBatch(self._js, self._acks, deadline=self._deadline, on_stored=self._stored)
 
     def _stored(self, event: Envelope, ack: PubAck) -> None:
         self.published.append((event, ack))
@@ -208,6 +211,85 @@ class EventPublisher:
             await self._js.publish(subject, encode(beat), timeout=1.0)
         except RETRYABLE as exc:
             log.warning("heartbeat.not_stored", error=type(exc).__name__)
+
+
+class _AckReply(msgspec.Struct):
+    stream: str = ""
+    seq: int = 0
+    domain: str | None = None
+    duplicate: bool = False
+    error: dict[str, Any] | None = None
+
+
+_ack_reply = msgspec.json.Decoder(_AckReply)
+
+
+class AckInbox:
+    """JetStream writes whose acks come back to one wildcard inbox of this connection.
+
+    nats-py's ``publish_async`` does the same, at about twice the client CPU per write
+    here (a random token from the OS, a semaphore, a done callback, the ack parsed by
+    ``json`` into a dataclass): 46-70 against 22-31 µs per write, measured with 20,000
+    writes in batches of 1,400. A batch of SOAR's playbook runs pays that per run.
+    The subscription is the connection's: nats-py renews it after a reconnect. A write
+    whose ack does not come is the caller's to abandon (``forget``) and send again."""
+
+    def __init__(self, nc: Client) -> None:
+        self._nc = nc
+        self._prefix = ""
+        self._sent = 0
+        self._pending: dict[str, asyncio.Future[PubAck]] = {}
+        self._ready: asyncio.Lock | None = None
+
+    async def send(
+        self, subject: str, payload: bytes, headers: dict[str, str] | None
+    ) -> tuple[str, asyncio.Future[PubAck]]:
+        """Publish with this inbox as the reply subject; the future resolves with the ack."""
+        if not self._prefix:
+            await self._subscribe()
+        self._sent += 1
+        reply = f"{self._prefix}{self._sent}"
+        future: asyncio.Future[PubAck] = asyncio.get_running_loop().create_future()
+        self._pending[reply] = future
+        try:
+            await self._nc.publish(subject, payload, reply=reply, headers=headers)
+        except BaseException:
+            self._pending.pop(reply, None)
+            raise
+        return reply, future
+
+    def forget(self, reply: str) -> None:
+        self._pending.pop(reply, None)
+
+    async def _subscribe(self) -> None:
+        self._ready = self._ready or asyncio.Lock()
+        async with self._ready:
+            if not self._prefix:
+                prefix = f"{self._nc.new_inbox()}."
+                await self._nc.subscribe(f"{prefix}*", cb=self._on_ack)
+                self._prefix = prefix
+
+    async def _on_ack(self, msg: Msg) -> None:
+        future = self._pending.pop(msg.subject, None)
+        if future is None or future.done():
+            return
+        if msg.headers and msg.headers.get("Status") == "503":  # no stream takes the subject
+            future.set_exception(NoStreamResponseError())
+            return
+        try:
+            reply = _ack_reply.decode(msg.data)
+        except msgspec.DecodeError:
+            future.set_exception(APIError(description=f"unreadable ack: {msg.data[:200]!r}"))
+            return
+        if reply.error is not None:
+            try:
+                APIError.from_error(reply.error)  # raises the matching subclass
+            except APIError as exc:
+                future.set_exception(exc)
+        else:
+            future.set_result(
+                PubAck(stream=reply.stream, seq=reply.seq, domain=reply.domain, duplicate=reply.duplicate)
+            )
 
 
 class WriteBatch:
@@ -226,14 +308,18 @@ class WriteBatch:
     def __init__(
         self,
         js: JetStreamContext,
+        acks: AckInbox,
         *,
         deadline: float,
         on_stored: Callable[[Envelope, PubAck], None] | None = None,
     ) -> None:
         self._js = js
+        self._acks = acks
         self._deadline = deadline
         self._on_stored = on_stored
-        self._sent: list[tuple[str, bytes, str | None, Envelope | None, asyncio.Future[PubAck] | None]] = []
+        self._sent: list[
+            tuple[str, bytes, str | None, Envelope | None, tuple[str, asyncio.Future[PubAck]] | None]
+        ] = []
 
     async def publish(self, event: Envelope) -> None:
         await self.send(subjects.evt(event.system, event.type), encode(event), msg_id=event.id, event=event)
@@ -243,19 +329,19 @@ class WriteBatch:
     ) -> None:
         headers = {"Nats-Msg-Id": msg_id} if msg_id else None
         try:
-            future = await self._js.publish_async(subject, payload, headers=headers)
+            pending = await self._acks.send(subject, payload, headers)
         except RETRYABLE:
-            future = None  # confirmed() sends it again
-        self._sent.append((subject, payload, msg_id, event, future))
+            pending = None  # confirmed() sends it again
+        self._sent.append((subject, payload, msg_id, event, pending))
 
     async def confirmed(self) -> list[PubAck]:
         """Every write sent so far is stored; raises the first write that could not be."""
         sent, self._sent = self._sent, []
         acks: list[PubAck] = []
         failure: BaseException | None = None
-        for subject, payload, msg_id, event, future in sent:
+        for subject, payload, msg_id, event, pending in sent:
             try:
-                ack = await self._ack(subject, payload, msg_id, future)
+                ack = await self._ack(subject, payload, msg_id, pending)
             except Exception as exc:  # confirm the others before raising
                 failure = failure or exc
                 continue
@@ -267,12 +353,18 @@ class WriteBatch:
         return acks
 
     async def _ack(
-        self, subject: str, payload: bytes, msg_id: str | None, future: asyncio.Future[PubAck] | None
+        self,
+        subject: str,
+        payload: bytes,
+        msg_id: str | None,
+        pending: tuple[str, asyncio.Future[PubAck]] | None,
     ) -> PubAck:
-        if future is not None:
+        if pending is not None:
+            reply, future = pending
             try:
                 return await asyncio.wait_for(future, self.ACK_WAIT)
             except RETRYABLE:
+                self._acks.forget(reply)
                 log.warning("event.batch_resend", subject=subject)
         return await publish_with_retry(self._js, subject, payload, msg_id=msg_id, deadline=self._deadline)
 
