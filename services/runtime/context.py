@@ -96,7 +96,8 @@ class EngineContext:
             return
         if not self.active:
             raise Fenced(f"{self.instance} is {self._host.role}: it writes nothing as {self.slug}")
-        if not self._host.keeper.fresh():
+        if self._host.role == "active" and not self._host.keeper.fresh():
+            # (while activating the keeper waits for the rebuild; it renews at its end)
             raise Fenced(f"{self.instance} has not renewed its lease in time: it writes nothing yet")
 
     def new_event(self, payload: msgspec.Struct, summary: Summary, **meta: Unpack[EventMeta]) -> Envelope:

@@ -80,6 +80,12 @@ class Tenure:
                     await host.engine.setup()
                     host.set_up = True
                 desired = await host.desired_state.load()
+                if not host.keeper.fresh():
+                    # the keeper does not renew while an activation runs: a rebuild that took
+                    # that long renews before it writes as the active instance (LeaseLost:
+                    # another instance holds the lease by now, and this one must not come up)
+                    await host.lease.renew()
+                    host.keeper.held_since_renewal()
         except BaseException:
             host.role = STANDBY
             with contextlib.suppress(Exception):

@@ -297,3 +297,25 @@ async def test_a_holder_frozen_past_its_lease_window_writes_nothing_until_it_ren
             await host.ctx.publish(ActivityRecorded(), activity("fresh_write"))
             await tap.wait_for(lambda e: e.summary.action == "fresh_write")
         assert not tap.matching(lambda e: e.summary.action == "stale_write")
+
+
+async def test_a_long_rebuild_renews_the_lease_before_the_instance_writes_as_active(settings, nc, tap):
+    # the keeper does not renew while an activation runs: a rebuild past 2/3 TTL renews at
+    # its end, so the first writes of the active instance are not refused as stale
+    own = instance_settings(settings, "deploy-1")
+    engine = engine_class("deploy")(own)
+    setup = engine.setup
+
+    async def slow_setup() -> None:
+        await asyncio.sleep(TTL * 0.7)
+        await setup()
+
+    engine.setup = slow_setup  # type: ignore[method-assign]
+    host = EngineHost(engine, own)
+    await host.open()
+    try:
+        assert host.role == "active" and host.keeper.fresh()
+        await host.ctx.publish(ActivityRecorded(), activity("first_write"))
+        await tap.wait_for(lambda e: e.summary.action == "first_write")
+    finally:
+        await host.close()
