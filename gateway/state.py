@@ -19,14 +19,14 @@ from contracts.commands import CommandError, CommandReply, decode_command
 from contracts.events import encode
 from contracts.factory import ensure_factory_streams
 from contracts.settings import Settings
-from contracts.streams import command_ids_bucket, ensure_all
+from contracts.streams import command_ids_bucket
 from contracts.systems import ALL, SYSTEMS
 from gateway.ask.area import AskArea
 from gateway.cluster_view import nats_servers
 from gateway.control import ControlClient, UnknownSystem
 from gateway.readmodels.history import History
 from gateway.readmodels.registry import ReadModels
-from services.runtime.bus import EventPublisher, barrier, connect
+from services.runtime.bus import EventPublisher, barrier, connect, streams_when_ready
 from services.runtime.drops import DropCounter
 from services.runtime.idempotency import CommandLedger
 
@@ -61,7 +61,8 @@ class GatewayState:
     async def open(self, nc: Client | None = None) -> None:
         self.nc = nc or await connect(self.settings, name="aoc-gateway", on_slow_consumer=self.on_dropped)
         self.js = self.nc.jetstream()
-        buckets = await ensure_all(self.js, self.settings, converge=True)  # the gateway owns stream config
+        # the gateway owns stream config
+        buckets = await streams_when_ready(self.js, self.settings, converge=True)
         self.publisher = EventPublisher(self.js, deadline=self.settings.publish_deadline)
         self.control = ControlClient(
             self.nc,

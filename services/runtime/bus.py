@@ -18,7 +18,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import nats
@@ -30,13 +30,16 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
 from nats.js.errors import APIError, BadRequestError, NoStreamResponseError, ServiceUnavailableError
+from nats.js.kv import KeyValue
 
 from contracts import subjects
 from contracts.events import Envelope, Heartbeat, encode
 from contracts.settings import Settings
+from contracts.streams import ensure_all
 from services.runtime.drops import DropCounter
 
 log = structlog.get_logger()
+T = TypeVar("T")
 
 RETRYABLE = (
     NatsTimeoutError,
@@ -369,6 +372,38 @@ class WriteBatch:
         return await publish_with_retry(self._js, subject, payload, msg_id=msg_id, deadline=self._deadline)
 
 
+async def when_jetstream_answers(
+    operation: Callable[[], Awaitable[T]], *, deadline: float, what: str, first_delay: float = 0.1
+) -> T:
+    """``operation`` retried with backoff while JetStream cannot answer yet (a server that
+    has just (re)joined its cluster is still catching up; a leader is being elected), for
+    up to ``deadline`` seconds; then its last error is raised."""
+    give_up = time.monotonic() + deadline
+    delay = first_delay
+    while True:
+        try:
+            return await operation()
+        except RETRYABLE as exc:
+            if time.monotonic() + delay > give_up:
+                raise
+            log.warning("jetstream.not_ready", waiting_for=what, error=type(exc).__name__, retry_in_s=delay)
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 2.0)
+
+
+async def streams_when_ready(
+    js: JetStreamContext, settings: Settings, *, converge: bool = False
+) -> dict[str, KeyValue]:
+    """``ensure_all`` at a process's start, waiting up to twice the publish deadline for
+    JetStream to answer: a service started beside a server that is rejoining its cluster
+    waits for it instead of exiting on its first timeout."""
+    return await when_jetstream_answers(
+        lambda: ensure_all(js, settings, converge=converge),
+        deadline=settings.publish_deadline * 2,
+        what="the streams and buckets",
+    )
+
+
 class Superseded(Exception):
     """A fenced write found a newer event on its subject than the writer had seen."""
 
@@ -390,19 +425,17 @@ async def publish_with_retry(
     if after_seq is not None:
         # a retry after a lost ack is recognised by its Nats-Msg-Id before this is checked
         headers["Nats-Expected-Last-Subject-Sequence"] = str(after_seq)
-    give_up = time.monotonic() + deadline
-    delay = 0.05
-    while True:
+
+    async def once() -> PubAck:
         try:
             return await js.publish(subject, payload, headers=headers or None, timeout=2.0)
         except BadRequestError as exc:
             if exc.err_code == WRONG_LAST_SEQUENCE:
                 raise Superseded(f"{subject}: {exc.description}") from None
             raise
-        except RETRYABLE as exc:
-            if time.monotonic() + delay > give_up:
-                log.error("event.publish_failed", subject=subject, msg_id=msg_id, error=type(exc).__name__)
-                raise
-            log.warning("event.publish_retry", subject=subject, error=type(exc).__name__, delay=delay)
-            await asyncio.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, 2.0)
+
+    try:
+        return await when_jetstream_answers(once, deadline=deadline, what=subject, first_delay=0.05)
+    except RETRYABLE as exc:
+        log.error("event.publish_failed", subject=subject, msg_id=msg_id, error=type(exc).__name__)
+        raise

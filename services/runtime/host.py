@@ -46,9 +46,9 @@ from contracts.events import (
     new_id,
 )
 from contracts.settings import Settings
-from contracts.streams import command_ids_bucket, ensure_all
+from contracts.streams import command_ids_bucket
 from services.runtime import idempotency
-from services.runtime.bus import EventPublisher, barrier, connect
+from services.runtime.bus import EventPublisher, barrier, connect, streams_when_ready
 from services.runtime.commands import Commands
 from services.runtime.context import EngineContext, EventMeta, Fenced
 from services.runtime.control import ControlEndpoints, ControlRequest, parse_request
@@ -112,7 +112,7 @@ class EngineHost:
         if self.nc is None:
             self.nc = await connect(self.settings, name=f"aoc-{self.slug}")
         self.js = self.nc.jetstream()
-        buckets = await ensure_all(self.js, self.settings)
+        buckets = await streams_when_ready(self.js, self.settings)
         self.lease = Lease(buckets["leases"], self.slug, Me(self.instance, self.boot_id))
         self.keeper = LeaseKeeper(
             self.lease,

@@ -65,8 +65,7 @@ from contracts.siem import (
     presence_key,
     status_decoder,
 )
-from contracts.streams import ensure_all
-from services.runtime.bus import EventPublisher, connect, connect_options
+from services.runtime.bus import EventPublisher, connect, connect_options, streams_when_ready
 from services.runtime.lease import Acquired, Lease, LeaseKeeper, Me
 from services.runtime.logs import configure_logging
 from services.runtime.loops import stop_task
@@ -288,7 +287,7 @@ class SiemService:
         self.engine = AlertEngine(self.rules)  # the rules' info, for a standby's log
         self.nc = nc or await connect(self.settings, name=f"aoc-{SIEM}")
         self.js = self.nc.jetstream()
-        buckets = await ensure_all(self.js, self.settings)
+        buckets = await streams_when_ready(self.js, self.settings)
         self.kv = await ensure_status_bucket(self.js, self.settings)
         self.publisher = EventPublisher(self.js, deadline=self.settings.publish_deadline)
         self.guard = egress_guard(self.settings, self.resolver)
