@@ -302,12 +302,13 @@ async def test_a_holder_frozen_past_its_lease_window_writes_nothing_until_it_ren
 async def test_a_long_rebuild_renews_the_lease_before_the_instance_writes_as_active(settings, nc, tap):
     # the keeper does not renew while an activation runs: a rebuild past 2/3 TTL renews at
     # its end, so the first writes of the active instance are not refused as stale
-    own = instance_settings(settings, "deploy-1")
+    ttl = 4.0  # room between 2/3 of it (the rebuild outlasts that) and all of it (the lease holds)
+    own = settings.model_copy(update={"instance_id": "deploy-1", "lease_ttl": ttl})
     engine = engine_class("deploy")(own)
     setup = engine.setup
 
     async def slow_setup() -> None:
-        await asyncio.sleep(TTL * 0.7)
+        await asyncio.sleep(ttl * 0.72)
         await setup()
 
     engine.setup = slow_setup  # type: ignore[method-assign]
