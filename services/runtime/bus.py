@@ -242,7 +242,7 @@ class AckInbox:
         self._prefix = ""
         self._sent = 0
         self._pending: dict[str, asyncio.Future[PubAck]] = {}
-        self._ready: asyncio.Lock | None = None
+        self._subscribing = asyncio.Lock()  # the first writes of a batch may race to subscribe
 
     async def send(
         self, subject: str, payload: bytes, headers: dict[str, str] | None
@@ -265,8 +265,7 @@ class AckInbox:
         self._pending.pop(reply, None)
 
     async def _subscribe(self) -> None:
-        self._ready = self._ready or asyncio.Lock()
-        async with self._ready:
+        async with self._subscribing:
             if not self._prefix:
                 prefix = f"{self._nc.new_inbox()}."
                 await self._nc.subscribe(f"{prefix}*", cb=self._on_ack)
