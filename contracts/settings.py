@@ -221,7 +221,12 @@ class Settings(BaseSettings):
     )
     csp: str = Field(STRICT_CSP, description="Content-Security-Policy of every response.")
 
-    # --- operator tools: natural-language ask (docs/operator-tools.md) ------------------
+    # --- operator tools: MCP over HTTP, natural-language ask (docs/operator-tools.md) ---
+    mcp_http: bool = Field(
+        True,
+        description="Serve the `aoc mcp` tools over Streamable HTTP at /mcp (stateless, JSON), "
+        "as the caller's token; off: 404.",
+    )
     ai_features_enabled: bool = Field(
         False,
         description="Serve POST /api/v1/ask (natural-language questions over the read models); off: 404.",

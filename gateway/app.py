@@ -8,7 +8,7 @@ limit) -> FastAPI (routing, the post-routing access check)."""
 
 from __future__ import annotations
 
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import structlog
@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 from contracts.settings import Settings, get_settings
 from gateway.control import CommandRefused, EngineTimeout, UnknownSystem
 from gateway.inventory import RoutesResponder
+from gateway.mcp_http import McpEndpoint
 from gateway.routes import route_modules
 from gateway.routes import siem as siem_routes
 from gateway.routes import webhooks as webhook_routes
@@ -51,11 +52,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         routes = RoutesResponder(gateway.nc, [route for module in modules for route in module.router.routes])
         await routes.start()
         await barrier(gateway.nc)  # its subscriptions are in before it serves a request
-        try:
-            yield
-        finally:
-            await routes.stop()
-            await gateway.close()
+        async with AsyncExitStack() as stack:
+            if mcp is not None:
+                await stack.enter_async_context(mcp.running())
+                stack.push_async_callback(mcp.close)
+            try:
+                yield
+            finally:
+                await routes.stop()
+                await gateway.close()
 
     docs = settings.docs
     app = FastAPI(
@@ -73,6 +78,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(auth_api.router)
     for module in modules:
         app.include_router(module.router)
+    # MCP over HTTP (gateway/mcp_http.py): its tools call the routes above, as the caller
+    mcp = McpEndpoint(app, settings) if settings.mcp_http else None
+    if mcp is not None:
+        app.router.routes.append(mcp.route())
 
     registry = CollectorRegistry()
     http_metrics = HttpMetrics(registry)

@@ -30,9 +30,9 @@ from contracts.settings import Settings
 from gateway.security.authn import Authenticator, InvalidToken
 from gateway.security.policy import (
     PUBLIC,
-    READ_METHODS,
     Access,
     accepts_ticket,
+    metered,
     required_access,
     signed_route,
     strictest,
@@ -44,7 +44,6 @@ from gateway.security.routetable import RouteTable
 log = structlog.get_logger()
 
 ANONYMOUS_ADMIN = Identity("anonymous", Role.ADMIN, "disabled")
-SAFE_METHODS = READ_METHODS | {"OPTIONS"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +149,7 @@ class AccessGuard:
             target = template or request_path(scope)
             detail = f"{identity.name} ({have}) may not {method} {target}: needs {required.label}"
             return self._deny(Decision(identity, template, 403, detail), "forbidden")
-        if method not in SAFE_METHODS:
+        if metered(method, template):
             try:
                 wait = self.limiter.retry_after(identity.name)
             except LimiterUnavailable as exc:

@@ -21,6 +21,7 @@ DOCS_CSP = (
     "worker-src 'self' blob:; frame-ancestors 'none'"
 )
 DOCS_PATHS = frozenset({"/docs", "/redoc", "/docs/oauth2-redirect"})
+NO_STORE_PREFIXES = ("/api/", "/mcp")
 
 
 class SecurityHeadersMiddleware:
@@ -44,7 +45,7 @@ class SecurityHeadersMiddleware:
                 headers.setdefault("Referrer-Policy", "no-referrer")
                 headers.setdefault("Permissions-Policy", PERMISSIONS_POLICY)
                 headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
-                if path.startswith("/api/"):
+                if path.startswith(NO_STORE_PREFIXES):
                     headers.setdefault("Cache-Control", "no-store")  # API data never sits in caches
             await send(message)
 

@@ -16,6 +16,7 @@ PUBLIC: Final = None  # no credentials needed
 Access = Role | None
 
 READ_METHODS = frozenset({"GET", "HEAD"})
+SAFE_METHODS = READ_METHODS | {"OPTIONS"}
 
 ADMIN_API = "/api/v1/admin"
 FACTORY_API = "/api/v1/factory"
@@ -24,6 +25,7 @@ SOC_API = "/api/v1/soc"
 ASK_API = "/api/v1/ask"
 WEBHOOK_ALERTS = "/api/v1/webhooks/alerts/{source}"
 STREAM = f"{ADMIN_API}/stream"
+MCP = "/mcp"
 
 RULES: dict[tuple[str, str], Access] = {
     # liveness for load balancers and `aoc up`: says up or down, nothing else
@@ -51,6 +53,10 @@ RULES: dict[tuple[str, str], Access] = {
     ("POST", f"{ADMIN_API}/activity-log/{{entry_id}}/annotations"): Role.OPERATOR,
     # a question is a read (POST only for its body); answers show what a viewer may see
     ("POST", ASK_API): Role.VIEWER,
+    # MCP over HTTP: every message is a POST; each tool calls the API's own route as the
+    # caller, which checks the role and meters the change there (UNMETERED_ROUTES)
+    ("POST", MCP): Role.VIEWER,
+    ("DELETE", MCP): Role.VIEWER,
     # admins stop things and ship things (also the default for any other mutation)
     ("POST", f"{ADMIN_API}/emergency-stop/{{name}}"): Role.ADMIN,
     ("POST", f"{ADMIN_API}/emergency-stop-all"): Role.ADMIN,
@@ -83,6 +89,12 @@ TICKET_ROUTES = frozenset({("GET", STREAM)})
 SIGNED_ROUTES = frozenset({("POST", WEBHOOK_ALERTS)})
 
 
+# Non-GET routes that are not changes themselves: the access check does not meter them
+# as one. `/mcp` carries reads and changes alike; a change it makes is a call to the
+# API's own route, metered there under the caller's identity.
+UNMETERED_ROUTES = frozenset({("POST", MCP), ("DELETE", MCP)})
+
+
 def lookup_method(method: str) -> str:
     return "GET" if method == "HEAD" else method
 
@@ -97,6 +109,11 @@ def required_access(method: str, template: str | None) -> Access:
 
 def accepts_ticket(method: str, template: str | None) -> bool:
     return (lookup_method(method), template) in TICKET_ROUTES
+
+
+def metered(method: str, template: str | None) -> bool:
+    """Does this request count against the caller's rate limit of changes?"""
+    return method not in SAFE_METHODS and (lookup_method(method), template) not in UNMETERED_ROUTES
 
 
 def signed_route(method: str, template: str | None) -> bool:

@@ -26,6 +26,7 @@ stdout carries the protocol: everything else (logs) goes to stderr.
 import json
 import os
 import sys
+from contextvars import ContextVar
 from typing import Annotated, Any, Literal
 
 import httpx
@@ -80,16 +81,24 @@ def is_audit_record(entry: dict[str, Any]) -> bool:
     return str(entry.get("action", "")).startswith("command_") or entry.get("type") == "entry_annotated"
 
 
+# the Authorization header of the MCP request being served over HTTP (`/mcp` on the
+# gateway sets it per request; the SDK runs the request's handlers in tasks that inherit it)
+CALLER_AUTHORIZATION: ContextVar[str | None] = ContextVar("aoc_mcp_caller_authorization", default=None)
+
+
 class GatewayApi:
-    """The gateway's HTTP API with one bearer token."""
+    """The gateway's HTTP API, as one bearer token (``token``: `aoc mcp` on stdio) or as
+    the caller of each MCP request (``token=None``: `/mcp` on the gateway, every call
+    carrying the Authorization header its MCP request came with)."""
 
     def __init__(
-        self, base_url: str, token: str, *, transport: httpx.AsyncBaseTransport | None = None
+        self, base_url: str, token: str | None, *, transport: httpx.AsyncBaseTransport | None = None
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.as_caller = token is None
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
-            headers={"Authorization": f"Bearer {token}"},
+            headers={} if token is None else {"Authorization": f"Bearer {token}"},
             timeout=HTTP_TIMEOUT_S,
             transport=transport,
         )
@@ -107,7 +116,9 @@ class GatewayApi:
         client: str | None = None,
         accept: tuple[int, ...] = (),
     ) -> Any:
-        headers = {MCP_CLIENT_HEADER: client} if client else None
+        headers = {MCP_CLIENT_HEADER: client} if client else {}
+        if self.as_caller and (authorization := CALLER_AUTHORIZATION.get()):
+            headers["Authorization"] = authorization  # none: the gateway answers 401, as to anyone
         query = {key: value for key, value in (params or {}).items() if value is not None}
         try:
             response = await self._http.request(method, path, params=query, json=body, headers=headers)
