@@ -8,7 +8,7 @@ limit) -> FastAPI (routing, the post-routing access check)."""
 
 from __future__ import annotations
 
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from typing import Any
 
 import structlog
@@ -52,15 +52,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         routes = RoutesResponder(gateway.nc, [route for module in modules for route in module.router.routes])
         await routes.start()
         await barrier(gateway.nc)  # its subscriptions are in before it serves a request
-        async with AsyncExitStack() as stack:
+        try:
+            yield
+        finally:
             if mcp is not None:
-                await stack.enter_async_context(mcp.running())
-                stack.push_async_callback(mcp.close)
-            try:
-                yield
-            finally:
-                await routes.stop()
-                await gateway.close()
+                await mcp.close()
+            await routes.stop()
+            await gateway.close()
 
     docs = settings.docs
     app = FastAPI(

@@ -19,57 +19,99 @@ each change is metered and audited by its route, with origin ``mcp:<client name>
 
 from __future__ import annotations
 
-from contextlib import AbstractAsyncContextManager
+import asyncio
+from typing import TYPE_CHECKING, Any
 
-import httpx
-from mcp.server.transport_security import TransportSecuritySettings
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from contracts.settings import Settings
 from gateway.security.policy import MCP
-from services.launcher.mcp_server import CALLER_AUTHORIZATION, GatewayApi, build_server
+
+if TYPE_CHECKING:
+    from services.launcher.mcp_server import GatewayApi
 
 LOOPBACK_HOSTS = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
 LOOPBACK_ORIGINS = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
 
 
 class McpEndpoint:
-    """The ASGI endpoint of `/mcp`, bound to the gateway app its tools call."""
+    """The ASGI endpoint of `/mcp`, bound to the gateway app its tools call.
+
+    Built on the first request: the SDK takes about a second to import here, which a
+    gateway that restarts (and every replica) would otherwise pay before it serves."""
 
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
-        self.api = GatewayApi("http://aoc-gateway", None, transport=httpx.ASGITransport(app=app))
-        self.server = build_server(self.api)
-        security = TransportSecuritySettings(
-            enable_dns_rebinding_protection=not settings.auth_enabled,
-            allowed_hosts=LOOPBACK_HOSTS,
-            allowed_origins=LOOPBACK_ORIGINS,
-        )
-        starlette = self.server.streamable_http_app(
-            streamable_http_path=MCP,
-            stateless_http=True,
-            json_response=True,
-            transport_security=security,
-            max_request_body_size=settings.max_body_bytes,
-        )
-        self._handler = next(route.app for route in starlette.routes if getattr(route, "path", None) == MCP)
+        self._app = app
+        self._settings = settings
+        self._handler: ASGIApp | None = None
+        self._building = asyncio.Lock()
+        self._api: GatewayApi | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._closing = asyncio.Event()
 
     def route(self) -> Route:
         return Route(MCP, endpoint=self, methods=["GET", "POST", "DELETE"])
 
-    def running(self) -> AbstractAsyncContextManager[None]:
-        """The SDK's request manager, for the app's lifespan."""
-        return self.server.session_manager.run()
+    async def _built(self) -> ASGIApp:
+        async with self._building:
+            if self._handler is None:
+                self._handler = await self._build()
+        return self._handler
+
+    async def _build(self) -> ASGIApp:
+        import httpx
+        from mcp.server.transport_security import TransportSecuritySettings
+
+        from services.launcher.mcp_server import GatewayApi, build_server
+
+        self._api = GatewayApi("http://aoc-gateway", None, transport=httpx.ASGITransport(app=self._app))
+        server = build_server(self._api)
+        security = TransportSecuritySettings(
+            enable_dns_rebinding_protection=not self._settings.auth_enabled,
+            allowed_hosts=LOOPBACK_HOSTS,
+            allowed_origins=LOOPBACK_ORIGINS,
+        )
+        starlette = server.streamable_http_app(
+            streamable_http_path=MCP,
+            stateless_http=True,
+            json_response=True,
+            transport_security=security,
+            max_request_body_size=self._settings.max_body_bytes,
+        )
+        # the SDK's request manager runs (its task group) until the gateway shuts down
+        started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        async def run() -> None:
+            try:
+                async with server.session_manager.run():
+                    started.set_result(None)
+                    await self._closing.wait()
+            except BaseException as exc:
+                if not started.done():  # it could not start: the request that built it says why
+                    started.set_exception(exc)
+                raise
+
+        self._runner = asyncio.create_task(run(), name="mcp-http")
+        await started
+        return next(route.app for route in starlette.routes if getattr(route, "path", None) == MCP)
 
     async def close(self) -> None:
-        await self.api.close()
+        self._closing.set()
+        if self._runner is not None:
+            await asyncio.gather(self._runner, return_exceptions=True)
+        if self._api is not None:
+            await self._api.close()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        handler = await self._built()
+        from services.launcher.mcp_server import CALLER_AUTHORIZATION
+
         authorization = next(
             (value.decode("latin-1") for name, value in scope["headers"] if name == b"authorization"), None
         )
-        token = CALLER_AUTHORIZATION.set(authorization)
+        token: Any = CALLER_AUTHORIZATION.set(authorization)
         try:
-            await self._handler(scope, receive, send)
+            await handler(scope, receive, send)
         finally:
             CALLER_AUTHORIZATION.reset(token)
