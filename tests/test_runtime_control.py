@@ -297,6 +297,39 @@ async def test_stop_waits_for_the_cycle_in_flight_not_the_whole_grace(settings, 
         await trigger
 
 
+async def test_a_stop_is_recorded_after_the_cycle_in_flight_has_ended(settings, nc, tap):
+    """The log tells it in order: a cycle that was running when the stop came is recorded
+    before "stopped", and an engine the log says is stopped has stopped."""
+    patient = settings.model_copy(update={"stop_grace": 5.0})
+    async with running_engines(patient, ["deploy"]) as hosts:
+        host = hosts["deploy"]
+        entered = asyncio.Event()
+
+        async def slow(args):
+            entered.set()
+            await asyncio.sleep(0.4)
+            return CycleOutcome(detail="in flight when the stop came")
+
+        host.engine.trigger = slow
+        trigger = asyncio.create_task(ask(nc, "aoc.ctl.deploy.trigger"))
+        await asyncio.wait_for(entered.wait(), 5)
+        # no reply subject, like `nats pub`: the event is the only answer
+        await nc.publish("aoc.ctl.deploy.stop", b'{"actor": "alice"}')
+        stopped = await tap.wait_for(
+            lambda e: e.system == "deploy" and command_of(e) is not None and e.actor == "alice"
+        )
+        assert host.lifecycle.state == "stopped"
+        await trigger
+        order = [
+            e.payload().detail if e.type == "cycle_completed" else e.payload().state
+            for e in tap.matching(
+                lambda e: e.system == "deploy" and e.type in ("cycle_completed", "lifecycle_changed")
+            )
+        ]
+        assert order.index("in flight when the stop came") < len(order) - 1 - order[::-1].index("stopped")
+        assert stopped.payload().state == "stopped"
+
+
 async def test_a_stop_abandons_an_idle_wait_at_once(settings, nc):
     """A cycle long-polling with nothing in hand (EngineHost.until_stopping) does not
     hold up a stop, however long its poll would have waited."""

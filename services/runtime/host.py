@@ -232,8 +232,10 @@ class EngineHost:
         """One settled change, recorded as one lifecycle event (which is also the durable
         desired state and, for a command, its audit). The caller holds ``transition``.
 
-        The event is sent before the work and confirmed after it, so the two overlap; a
-        write that fails leaves the engine stopped (the safe side) and raises."""
+        A start's event is sent before the work and confirmed after it, so the two
+        overlap. A stop's is sent once the loops have stopped: "stopped" in the log comes
+        after the last record of a cycle that was in flight, never before it. A write that
+        fails leaves the engine stopped (the safe side) and raises."""
         settled = self.lifecycle.state
         steps = Lifecycle.plan(settled, target)
         if not steps:
@@ -242,7 +244,11 @@ class EngineHost:
         before = self.desired_state.value
         self.desired_state.value = wanted
         event = self.lifecycle_event(target, settled, reason, actor, request, message)
-        stored = asyncio.ensure_future(self.desired_state.store(event, self.publisher))
+        stored = (
+            None
+            if target == State.STOPPED
+            else asyncio.ensure_future(self.desired_state.store(event, self.publisher))
+        )
         try:
             for step in steps:
                 self.lifecycle.move(step)
@@ -259,11 +265,12 @@ class EngineHost:
                         raise Fenced(f"{self.instance} was fenced ({self.role}) while starting")
                     self.loops.start()
         except BaseException:
-            with contextlib.suppress(Exception):
-                await stored  # what was sent is stored; the work's own error wins
+            if stored is not None:
+                with contextlib.suppress(Exception):
+                    await stored  # what was sent is stored; the work's own error wins
             raise
         try:
-            await stored
+            await (stored or self.desired_state.store(event, self.publisher))
         except BaseException:
             self.desired_state.value = before
             if self.lifecycle.state == State.RUNNING:
