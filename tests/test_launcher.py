@@ -111,7 +111,9 @@ def test_up_supervises_and_stops_cleanly(tmp_path: Path):
         auth = generated_admin(tmp_path / "aoc")
         wait_until(lambda: all_running(base, auth), START_TIMEOUT_S, "all seven engines running")
         assert "generated a new admin token" in (tmp_path / "up.err").read_text()
-        announced = f"AOC is up: dashboard {base}/admin-ops  (API {base}/api/v1/admin/dashboard)"
+        announced = (
+            f"AOC is up: dashboard {base}/admin-ops  (API {base}/api/v1/admin/dashboard, MCP {base}/mcp)"
+        )
         wait_until(lambda: announced in (tmp_path / "up.out").read_text(), 5, "the dashboard URL")
         assert [p.name() for p in psutil.Process(launcher.pid).children() if "nats-server" in p.name()]
 

@@ -530,7 +530,8 @@ async def announce_when_healthy(settings: Settings) -> None:
     missing = await wait_for_engines(settings, HEALTH_TIMEOUT_S)
     if missing:
         say(f"not answering NATS discovery after {HEALTH_TIMEOUT_S:g}s: {', '.join(missing)}")
-    print(f"AOC is up: dashboard {base}/admin-ops  (API {base}/api/v1/admin/dashboard)", flush=True)
+    mcp = f", MCP {base}/mcp" if settings.mcp_http else ""
+    print(f"AOC is up: dashboard {base}/admin-ops  (API {base}/api/v1/admin/dashboard{mcp})", flush=True)
 
 
 async def run_up(settings: Settings) -> int:
