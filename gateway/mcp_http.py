@@ -2,7 +2,7 @@
 
 The MCP server is still a client of the API, not a second control path: its tools call
 the API's own routes in process (through the whole middleware stack, by
-``httpx.ASGITransport``) with the Authorization header the MCP request came with. So a
+``httpx.ASGITransport``) with the bearer token the MCP request came with. So a
 viewer's token reads and is refused a change, an operator's triggers, an admin's stops;
 each change is metered and audited by its route, with origin ``mcp:<client name>``.
 
@@ -26,6 +26,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from contracts.settings import Settings
+from gateway.security.access import bearer_token
 from gateway.security.policy import MCP
 
 if TYPE_CHECKING:
@@ -105,13 +106,11 @@ class McpEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         handler = await self._built()
-        from services.launcher.mcp_server import CALLER_AUTHORIZATION
+        from services.launcher.mcp_server import CALLER_TOKEN
 
-        authorization = next(
-            (value.decode("latin-1") for name, value in scope["headers"] if name == b"authorization"), None
-        )
-        token: Any = CALLER_AUTHORIZATION.set(authorization)
+        # the token the access check has already accepted (none when auth is off)
+        reset: Any = CALLER_TOKEN.set(bearer_token(scope) or None)
         try:
             await handler(scope, receive, send)
         finally:
-            CALLER_AUTHORIZATION.reset(token)
+            CALLER_TOKEN.reset(reset)

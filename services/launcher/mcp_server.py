@@ -81,15 +81,15 @@ def is_audit_record(entry: dict[str, Any]) -> bool:
     return str(entry.get("action", "")).startswith("command_") or entry.get("type") == "entry_annotated"
 
 
-# the Authorization header of the MCP request being served over HTTP (`/mcp` on the
-# gateway sets it per request; the SDK runs the request's handlers in tasks that inherit it)
-CALLER_AUTHORIZATION: ContextVar[str | None] = ContextVar("aoc_mcp_caller_authorization", default=None)
+# the bearer token of the MCP request being served over HTTP (`/mcp` on the gateway sets
+# it per request; the SDK runs the request's handlers in tasks that inherit it)
+CALLER_TOKEN: ContextVar[str | None] = ContextVar("aoc_mcp_caller_token", default=None)
 
 
 class GatewayApi:
     """The gateway's HTTP API, as one bearer token (``token``: `aoc mcp` on stdio) or as
     the caller of each MCP request (``token=None``: `/mcp` on the gateway, every call
-    carrying the Authorization header its MCP request came with)."""
+    carrying the bearer token its MCP request came with)."""
 
     def __init__(
         self, base_url: str, token: str | None, *, transport: httpx.AsyncBaseTransport | None = None
@@ -117,8 +117,8 @@ class GatewayApi:
         accept: tuple[int, ...] = (),
     ) -> Any:
         headers = {MCP_CLIENT_HEADER: client} if client else {}
-        if self.as_caller and (authorization := CALLER_AUTHORIZATION.get()):
-            headers["Authorization"] = authorization  # none: the gateway answers 401, as to anyone
+        if self.as_caller and (caller := CALLER_TOKEN.get()):
+            headers["Authorization"] = f"Bearer {caller}"  # none: the gateway answers 401, as to anyone
         query = {key: value for key, value in (params or {}).items() if value is not None}
         try:
             response = await self._http.request(method, path, params=query, json=body, headers=headers)
